@@ -1,0 +1,171 @@
+"""Camera intrinsics and lens distortion from a ROS CameraInfo, without ROS.
+
+Visual-odometry back ends (VINS-Fusion, OpenVINS, ...) expect feature
+observations as undistorted normalized coordinates (x/z, y/z), and epipolar
+geometry (fundamental / essential matrices) only holds for undistorted points.
+This module turns the CameraInfo fields into those coordinates. It takes the
+fields as plain values so that it stays ROS-free and testable alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Many iterations and a tight tolerance: the default of cv2.undistortPoints
+# (5 iterations) leaves errors of 1e-3 and more near the corners of
+# strongly distorted lenses.
+_UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+
+# Number of coefficients each supported CameraInfo distortion model carries.
+_COEFFICIENT_COUNTS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
+_NO_DISTORTION_MODELS = ("", "none")
+
+
+def _undistort_pinhole(points: np.ndarray, k: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Undistort with the Brown-Conrady model, whatever the OpenCV major version.
+
+    OpenCV 4 only takes termination criteria through undistortPointsIter;
+    OpenCV 5 folded them into undistortPoints. ROS distributions ship OpenCV 4.
+    """
+    undistort_iter = getattr(cv2, "undistortPointsIter", None)
+    if undistort_iter is not None:
+        return undistort_iter(points, k, d, None, None, _UNDISTORT_CRITERIA)
+    return cv2.undistortPoints(points, k, d, criteria=_UNDISTORT_CRITERIA)
+
+
+@dataclass(frozen=True, eq=False)
+class CameraModel:
+    """Pinhole intrinsics plus one of the CameraInfo distortion models.
+
+    `rectification` (R) and `projection` (P) are kept for consumers that work
+    in the rectified stereo frame; the normalized coordinates given here do
+    NOT apply R, because VIO back ends calibrate their camera-IMU extrinsics
+    against the unrectified camera frame.
+    """
+
+    distortion_model: str
+    camera_matrix: np.ndarray
+    distortion: np.ndarray
+    width: int
+    height: int
+    rectification: np.ndarray | None = None
+    projection: np.ndarray | None = None
+
+    @classmethod
+    def from_camera_info(
+        cls,
+        distortion_model: str,
+        d: Sequence[float],
+        k: Sequence[float],
+        width: int,
+        height: int,
+        p: Sequence[float] | None = None,
+        r: Sequence[float] | None = None,
+    ) -> CameraModel:
+        """Validate CameraInfo fields and build a model.
+
+        Raises ValueError for an unknown distortion model, a coefficient
+        count the model does not take, an uncalibrated (all-zero) or
+        malformed K, non-finite values, or a non-positive image size.
+        """
+        model = distortion_model.strip().lower()
+        distortion = _distortion_coefficients(model, d)
+        camera_matrix = _camera_matrix(k)
+        if int(width) <= 0 or int(height) <= 0:
+            raise ValueError(f"camera image size must be positive, got {width}x{height}")
+        return cls(
+            distortion_model=model if model not in _NO_DISTORTION_MODELS else "none",
+            camera_matrix=camera_matrix,
+            distortion=distortion,
+            width=int(width),
+            height=int(height),
+            rectification=_optional_matrix(r, (3, 3), "R"),
+            projection=_optional_matrix(p, (3, 4), "P"),
+        )
+
+    def undistort_normalized(self, pixels: np.ndarray) -> np.ndarray:
+        """Map distorted pixel positions (N, 2) to undistorted (x/z, y/z), float64."""
+        points = _as_points(pixels)
+        if points.shape[0] == 0:
+            return np.empty((0, 2), dtype=np.float64)
+        cv_points = points.reshape(-1, 1, 2)
+        if self.distortion_model == "equidistant":
+            normalized = cv2.fisheye.undistortPoints(
+                cv_points, self.camera_matrix, self.distortion, criteria=_UNDISTORT_CRITERIA
+            )
+        else:
+            normalized = _undistort_pinhole(cv_points, self.camera_matrix, self.distortion)
+        return normalized.reshape(-1, 2)
+
+    def undistort_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Undistorted positions in pixels of the same K, where epipolar geometry holds."""
+        normalized = self.undistort_normalized(pixels)
+        homogeneous = np.hstack([normalized, np.ones((normalized.shape[0], 1))])
+        projected = homogeneous @ self.camera_matrix.T
+        return projected[:, :2] / projected[:, 2:3]
+
+
+def _distortion_coefficients(model: str, d: Sequence[float]) -> np.ndarray:
+    coefficients = np.asarray(d, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(coefficients)):
+        raise ValueError(f"distortion coefficients must be finite, got {coefficients.tolist()}")
+    if model in _NO_DISTORTION_MODELS:
+        if np.any(coefficients != 0.0):
+            raise ValueError(
+                f"distortion model {model!r} (none) needs all-zero D, got {coefficients.tolist()}"
+            )
+        return np.zeros(5, dtype=np.float64)
+    if model not in _COEFFICIENT_COUNTS:
+        supported = sorted([*_COEFFICIENT_COUNTS, "none"])
+        raise ValueError(f"unknown distortion model {model!r}; supported: {supported}")
+    expected = _COEFFICIENT_COUNTS[model]
+    if model == "plumb_bob" and coefficients.size < expected:
+        # CameraInfo publishers often send k1, k2, p1, p2 only; k3 is then zero.
+        return np.pad(coefficients, (0, expected - coefficients.size))
+    if coefficients.size != expected:
+        raise ValueError(
+            f"distortion model {model!r} takes {expected} coefficients, got {coefficients.size}"
+        )
+    return coefficients
+
+
+def _camera_matrix(k: Sequence[float]) -> np.ndarray:
+    values = np.asarray(k, dtype=np.float64).reshape(-1)
+    if values.size != 9:
+        raise ValueError(f"K must have 9 values (row-major 3x3), got {values.size}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"K must be finite, got {values.tolist()}")
+    if np.all(values == 0.0):
+        raise ValueError("K is all zeros: the camera is uncalibrated")
+    matrix = values.reshape(3, 3)
+    if matrix[0, 0] <= 0.0 or matrix[1, 1] <= 0.0:
+        raise ValueError(f"K needs positive focal lengths, got fx={matrix[0, 0]} fy={matrix[1, 1]}")
+    if matrix[1, 0] != 0.0 or not np.array_equal(matrix[2], [0.0, 0.0, 1.0]):
+        raise ValueError(
+            f"K must be upper-triangular with last row [0, 0, 1], got {values.tolist()}"
+        )
+    return matrix
+
+
+def _optional_matrix(
+    values: Sequence[float] | None, shape: tuple[int, int], name: str
+) -> np.ndarray | None:
+    if values is None:
+        return None
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size != shape[0] * shape[1] or not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"{name} must have {shape[0] * shape[1]} finite values, got {array.tolist()}"
+        )
+    return array.reshape(shape)
+
+
+def _as_points(pixels: np.ndarray) -> np.ndarray:
+    points = np.asarray(pixels, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"pixels must have shape (N, 2), got {points.shape}")
+    return np.ascontiguousarray(points)
