@@ -27,7 +27,7 @@ build: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint build
 	$(WITH_ROS) && pytest
 
 demo:
