@@ -1,0 +1,93 @@
+"""The values that go into and come out of a flow engine.
+
+They live apart from the engine so the backends can use them without
+importing the engine (which imports the backends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COLOR_ORDERS = ("mono", "rgb", "bgr")
+
+MIN_FRAME_SIDE = 8
+"""Below this, neither DIS nor the networks have any structure to match."""
+
+
+class FrameError(ValueError):
+    """A camera frame the engine cannot use; the message names the offending property."""
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """Two consecutive frames of one camera, validated on construction.
+
+    Frames are uint8 arrays as a camera driver delivers them: ``HxW`` or
+    ``HxWx1`` for ``'mono'``, ``HxWx3`` for ``'rgb'``/``'bgr'``. Views with
+    padded rows or a dropped alpha channel are fine; they are never written to.
+    """
+
+    previous: np.ndarray
+    current: np.ndarray
+    color_order: str
+
+    def __post_init__(self) -> None:
+        if self.color_order not in COLOR_ORDERS:
+            raise FrameError(f"color_order must be one of {COLOR_ORDERS}, got {self.color_order!r}")
+        for name in ("previous", "current"):
+            _check_frame(name, getattr(self, name), self.color_order)
+        if self.previous.shape[:2] != self.current.shape[:2]:
+            raise FrameError(
+                f"previous and current frames differ in size: {self.previous.shape} vs "
+                f"{self.current.shape}"
+            )
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of both frames."""
+        return self.previous.shape[1], self.previous.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color_order == "mono" else 3
+
+
+def _check_frame(name: str, frame: object, color_order: str) -> None:
+    if not isinstance(frame, np.ndarray):
+        raise FrameError(f"{name} frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise FrameError(f"{name} frame must be uint8, got {frame.dtype}")
+    if color_order == "mono":
+        valid = frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1)
+        expected = "HxW or HxWx1"
+    else:
+        valid = frame.ndim == 3 and frame.shape[2] == 3
+        expected = "HxWx3"
+    if not valid:
+        raise FrameError(
+            f"{name} frame with color_order {color_order!r} must be {expected}, "
+            f"got shape {frame.shape}"
+        )
+    if min(frame.shape[:2]) < MIN_FRAME_SIDE:
+        raise FrameError(
+            f"{name} frame is {frame.shape[1]}x{frame.shape[0]}; both sides must be at "
+            f"least {MIN_FRAME_SIDE} pixels"
+        )
+
+
+@dataclass
+class FlowResult:
+    """Dense flow for one frame pair, vectors always in input-image pixels.
+
+    ``forward`` maps previous -> current, ``backward`` current -> previous
+    (None unless requested); both are float32 ``[h, w, 2]`` with (u, v) =
+    (horizontal, vertical). ``h, w`` is the input size or, for
+    ``output_grid='inference'``, the inference grid (see frame_geometry for
+    how its pixels sit on the input).
+    """
+
+    forward: np.ndarray
+    backward: np.ndarray | None
+    input_size: tuple[int, int]

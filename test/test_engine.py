@@ -1,0 +1,525 @@
+"""Tests for the flow engine: DIS accuracy on known motion, and the NeuFlow
+paths (batching, backward flow, colour orders, sizes) against references
+built here from the bare network with numpy/OpenCV preprocessing.
+
+NeuFlow runs with random weights: they predict no meaningful flow, but any
+mistake in the plumbing around the network changes its output.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from neuflow_ros.bounded_cache import BoundedCache
+from neuflow_ros.checkpoint import CheckpointError
+from neuflow_ros.engine import (
+    EngineConfig,
+    FlowEngine,
+    FrameError,
+    FramePair,
+    create_engine,
+)
+from neuflow_ros.frame_geometry import flow_pixel_to_input_point, plan_geometry
+from neuflow_ros.models import NeuFlowV1, NeuFlowV2
+
+WIDTH, HEIGHT = 128, 96
+BORDER = 16  # DIS is unreliable where the shifted texture leaves the image
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+NETWORKS = {"neuflow_v2": NeuFlowV2, "neuflow_v1": NeuFlowV1}
+
+
+def smooth_texture(height: int, width: int, seed: int, channels: int = 1) -> np.ndarray:
+    """Band-limited noise: enough structure everywhere, smooth enough for sub-pixel shifts."""
+    noise = np.random.default_rng(seed).random((height, width, channels), dtype=np.float32)
+    blurred = cv2.GaussianBlur(noise, (0, 0), 2.0).reshape(height, width, channels)
+    low, high = blurred.min(), blurred.max()
+    image = np.round((blurred - low) / (high - low) * 255).astype(np.uint8)
+    return image[:, :, 0] if channels == 1 else image
+
+
+def translate(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Content moves by (+dx, +dy): the true flow image -> result is (dx, dy) everywhere."""
+    height, width = image.shape[:2]
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )
+
+
+def interior_error(flow: np.ndarray, dx: float, dy: float, border: int = BORDER) -> np.ndarray:
+    inner = flow[border:-border, border:-border]
+    return np.hypot(inner[..., 0] - dx, inner[..., 1] - dy)
+
+
+def color_pair(seed: int, width: int = WIDTH, height: int = HEIGHT) -> tuple:
+    frame0 = smooth_texture(height, width, seed, channels=3)
+    return frame0, translate(frame0, 1.5, -0.75)
+
+
+# --- references built from the bare network -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    """Official-format checkpoints with random weights and non-trivial BN statistics."""
+    folder = tmp_path_factory.mktemp("weights")
+    paths = {}
+    for seed, (version, network) in enumerate(NETWORKS.items()):
+        torch.manual_seed(seed)
+        state = network().state_dict()
+        generator = torch.Generator().manual_seed(seed)
+        for key, value in state.items():
+            if key.endswith("running_mean"):
+                value.uniform_(-0.1, 0.1, generator=generator)
+            elif key.endswith("running_var"):
+                value.uniform_(0.8, 1.2, generator=generator)
+        paths[version] = str(folder / f"{version}.pth")
+        torch.save({"model": state}, paths[version])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def networks(checkpoints) -> dict[str, torch.nn.Module]:
+    loaded = {}
+    for version, network in NETWORKS.items():
+        model = network()
+        model.load_state_dict(torch.load(checkpoints[version], weights_only=True)["model"])
+        loaded[version] = model.eval()
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def engines(checkpoints) -> dict[str, FlowEngine]:
+    """Unfolded BN so the engine computes exactly what the bare network does."""
+    return {
+        version: FlowEngine(
+            EngineConfig(backend=version, checkpoint=path, device="cpu", fold_batchnorm=False)
+        )
+        for version, path in checkpoints.items()
+    }
+
+
+def network_flow(network, rgb0: np.ndarray, rgb1: np.ndarray, **options) -> np.ndarray:
+    """Bare network on float RGB images whose sides are multiples of 16 -> [h, w, 2]."""
+
+    def tensor(image):
+        pixels = np.ascontiguousarray(image, dtype=np.float32)
+        return torch.from_numpy(pixels).permute(2, 0, 1)[None]
+
+    with torch.inference_mode():
+        flow = network(tensor(rgb0), tensor(rgb1), **options)
+    return flow[0].permute(1, 2, 0).numpy()
+
+
+def padded_reference(network, rgb0: np.ndarray, rgb1: np.ndarray) -> np.ndarray:
+    """Edge-replicate right/bottom up to multiples of 16, run, crop back."""
+    height, width = rgb0.shape[:2]
+    pad = ((0, -height % 16), (0, -width % 16), (0, 0))
+    flow = network_flow(network, np.pad(rgb0, pad, mode="edge"), np.pad(rgb1, pad, mode="edge"))
+    return flow[:height, :width]
+
+
+# --- frame geometry -------------------------------------------------------------------------
+
+
+def test_flow_pixel_mapping_matches_cv2_resize_convention():
+    ramp = np.tile(np.arange(WIDTH, dtype=np.float32), (HEIGHT, 1))
+    small = cv2.resize(ramp, (WIDTH // 4, HEIGHT // 2), interpolation=cv2.INTER_LINEAR)
+    for fx in (0, 5, WIDTH // 4 - 1):
+        x, _ = flow_pixel_to_input_point(fx, 0, (WIDTH, HEIGHT), (WIDTH // 4, HEIGHT // 2))
+        assert small[0, fx] == pytest.approx(x, abs=1e-4)
+    assert flow_pixel_to_input_point(0, 0, (128, 96), (64, 48)) == (0.5, 0.5)
+
+
+def test_plan_geometry_pads_to_multiples_of_16_or_resizes():
+    padded = plan_geometry(130, 97, None)
+    assert (padded.grid_width, padded.grid_height) == (144, 112)
+    assert (padded.pad_right, padded.pad_bottom, padded.vector_scale) == (14, 15, (1.0, 1.0))
+    resized = plan_geometry(130, 97, (64, 48))
+    assert resized.resized and resized.vector_scale == (130 / 64, 97 / 48)
+    assert resized.output_size("inference") == (64, 48)
+    assert resized.output_size("input") == (130, 97)
+    assert not plan_geometry(128, 96, (128, 96)).resized
+
+
+def test_bounded_cache_reuses_and_evicts_least_recently_used():
+    cache: BoundedCache[list] = BoundedCache(2)
+    first = cache.get_or_create("a", list)
+    assert cache.get_or_create("a", list) is first
+    cache.get_or_create("b", list)
+    cache.get_or_create("a", list)  # "b" is now the least recently used
+    cache.get_or_create("c", list)
+    assert len(cache) == 2
+    assert cache.get_or_create("a", list) is first
+    with pytest.raises(ValueError, match="max_entries"):
+        BoundedCache(0)
+
+
+# --- DIS ------------------------------------------------------------------------------------
+
+
+def test_dis_recovers_subpixel_translation():
+    frame0 = smooth_texture(HEIGHT, WIDTH, seed=1)
+    frame1 = translate(frame0, 1.3, -0.6)
+    engine = FlowEngine(EngineConfig(dis_preset="medium"))
+    (result,) = engine.compute([FramePair(frame0, frame1, "mono")], backward=True)
+    assert result.forward.shape == (HEIGHT, WIDTH, 2) and result.forward.dtype == np.float32
+    assert result.input_size == (WIDTH, HEIGHT)
+    assert np.median(interior_error(result.forward, 1.3, -0.6)) < 0.1
+    assert np.median(interior_error(result.backward, -1.3, 0.6)) < 0.1
+
+
+def test_dis_default_preset_is_usable():
+    frame0 = smooth_texture(HEIGHT, WIDTH, seed=2)
+    (result,) = FlowEngine(EngineConfig()).compute(
+        [FramePair(frame0, translate(frame0, -2.2, 1.1), "mono")]
+    )
+    assert result.backward is None
+    assert np.median(interior_error(result.forward, -2.2, 1.1)) < 0.3
+
+
+def test_dis_colour_orders_all_reduce_to_the_same_gray():
+    rgb0, rgb1 = color_pair(seed=3)
+    engine = FlowEngine(EngineConfig())
+    gray = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in (rgb0, rgb1)]
+    rgb, bgr, mono, mono_3d = engine.compute(
+        [
+            FramePair(rgb0, rgb1, "rgb"),
+            FramePair(rgb0[:, :, ::-1], rgb1[:, :, ::-1], "bgr"),
+            FramePair(gray[0], gray[1], "mono"),
+            FramePair(gray[0][:, :, None], gray[1][:, :, None], "mono"),
+        ]
+    )
+    np.testing.assert_array_equal(rgb.forward, bgr.forward)
+    np.testing.assert_array_equal(rgb.forward, mono.forward)
+    np.testing.assert_array_equal(rgb.forward, mono_3d.forward)
+
+
+@pytest.mark.parametrize("inference_size", [(64, 48), (64, 96)])
+def test_dis_reduced_inference_size_reports_input_pixels(inference_size):
+    frame0 = smooth_texture(HEIGHT, WIDTH, seed=4)
+    frame1 = translate(frame0, 2.4, -1.2)
+    engine = FlowEngine(EngineConfig(dis_preset="medium", inference_size=inference_size))
+    pair = FramePair(frame0, frame1, "mono")
+    (full,) = engine.compute([pair], output_grid="input")
+    (grid,) = engine.compute([pair], output_grid="inference")
+    assert full.forward.shape == (HEIGHT, WIDTH, 2)
+    assert grid.forward.shape == (inference_size[1], inference_size[0], 2)
+    assert np.median(interior_error(full.forward, 2.4, -1.2)) < 0.25
+    assert np.median(interior_error(grid.forward, 2.4, -1.2, border=8)) < 0.25
+
+
+def test_dis_odd_size_keeps_input_shape():
+    frame0 = smooth_texture(97, 130, seed=5)
+    (result,) = FlowEngine(EngineConfig(dis_preset="medium")).compute(
+        [FramePair(frame0, translate(frame0, 0.8, 0.4), "mono")], output_grid="inference"
+    )
+    assert result.forward.shape == (97, 130, 2)
+    assert np.median(interior_error(result.forward, 0.8, 0.4)) < 0.1
+
+
+def test_dis_accepts_strided_views_and_leaves_inputs_alone():
+    rgb0, rgb1 = color_pair(seed=6)
+    # Camera-style buffers: 4 bytes per pixel and padded rows.
+    buffers = [np.zeros((HEIGHT, WIDTH + 8, 4), np.uint8) for _ in range(2)]
+    for buffer, frame in zip(buffers, (rgb0, rgb1), strict=True):
+        buffer[:, :WIDTH, :3] = frame
+    views = [buffer[:, :WIDTH, :3] for buffer in buffers]
+    snapshots = [buffer.copy() for buffer in buffers]
+    engine = FlowEngine(EngineConfig())
+    (strided,) = engine.compute([FramePair(*views, "rgb")], backward=True)
+    (packed,) = engine.compute([FramePair(rgb0, rgb1, "rgb")], backward=True)
+    np.testing.assert_array_equal(strided.forward, packed.forward)
+    for buffer, snapshot in zip(buffers, snapshots, strict=True):
+        np.testing.assert_array_equal(buffer, snapshot)
+
+
+def test_dis_warm_up_and_cpu_diagnostics():
+    engine = FlowEngine(EngineConfig())
+    engine.warm_up(HEIGHT, WIDTH, "bgr", batch=2, backward=True)
+    assert (engine.backend, engine.device, engine.precision) == ("dis", "cpu", "fp32")
+    assert engine.gpu_memory_bytes() is None
+    with pytest.raises(ValueError, match="color_order"):
+        engine.warm_up(HEIGHT, WIDTH, "rgba")
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backend": "raft"}, "backend must be one of"),
+        ({"inference_size": (100, 96)}, "multiple of 16"),
+        ({"inference_size": (16, 96)}, "at least 32"),
+        ({"inference_size": (128,)}, r"\(width, height\)"),
+        ({"inference_size": (128.0, 96)}, "must be an int"),
+        ({"device": "gpu"}, "device must be"),
+        ({"precision": "fp8"}, "precision must be"),
+        ({"backend": "neuflow_v2", "device": "cpu", "precision": "fp16"}, "needs CUDA"),
+        ({"backend": "dis", "device": "cuda"}, "CPU only"),
+        ({"backend": "neuflow_v2", "iters_s8": 0}, "iters_s8"),
+        ({"num_threads": 0}, "num_threads"),
+        ({"dis_preset": "slow"}, "dis_preset"),
+        ({"checkpoint_sha256": "abc"}, "64 hex digits"),
+        ({"checkpoint": ""}, "non-empty"),
+    ],
+)
+def test_config_rejects_bad_values(options, message):
+    with pytest.raises(ValueError, match=message):
+        EngineConfig(**options)
+
+
+def test_config_normalises_inference_size_lists():
+    assert EngineConfig(inference_size=[64, 48]).inference_size == (64, 48)
+
+
+@pytest.mark.parametrize(
+    ("frames", "color_order", "message"),
+    [
+        ((np.zeros((HEIGHT, WIDTH), np.float32),) * 2, "mono", "uint8"),
+        ((np.zeros((HEIGHT, WIDTH, 3), np.uint8),) * 2, "mono", "HxW or HxWx1"),
+        ((np.zeros((HEIGHT, WIDTH, 4), np.uint8),) * 2, "rgb", "HxWx3"),
+        ((np.zeros((HEIGHT, WIDTH), np.uint8), np.zeros((HEIGHT, 64), np.uint8)), "mono", "differ"),
+        ((np.zeros((HEIGHT, WIDTH), np.uint8),) * 2, "yuv", "color_order"),
+        ((np.zeros((4, WIDTH), np.uint8),) * 2, "mono", "at least"),
+        (([[0]], [[0]]), "mono", "numpy array"),
+    ],
+)
+def test_frame_pair_rejects_bad_frames(frames, color_order, message):
+    with pytest.raises(FrameError, match=message):
+        FramePair(*frames, color_order)
+
+
+def test_compute_rejects_bad_arguments():
+    engine = FlowEngine(EngineConfig())
+    frame = np.zeros((HEIGHT, WIDTH), np.uint8)
+    with pytest.raises(TypeError, match="FramePair"):
+        engine.compute([(frame, frame)])
+    with pytest.raises(ValueError, match="output_grid"):
+        engine.compute([FramePair(frame, frame, "mono")], output_grid="camera")
+    assert engine.compute([]) == []
+
+
+# --- checkpoints and fallback ---------------------------------------------------------------
+
+
+def test_missing_checkpoint_falls_back_to_dis_with_a_warning(caplog):
+    logger = logging.getLogger("test_engine.fallback")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        engine = create_engine(EngineConfig(backend="neuflow_v2"), logger=logger)
+    assert engine.backend == "dis" and engine.device == "cpu"
+    assert "neuflow_mixed.pth" in caplog.text and "checkpoint" in caplog.text
+    frame0 = smooth_texture(HEIGHT, WIDTH, seed=7)
+    (result,) = engine.compute([FramePair(frame0, translate(frame0, 1.0, 0.5), "mono")])
+    assert np.median(interior_error(result.forward, 1.0, 0.5)) < 0.3
+
+
+def test_missing_checkpoint_without_fallback_is_an_error():
+    with pytest.raises(ValueError, match=r"neuflow_mixed\.pth"):
+        create_engine(EngineConfig(backend="neuflow_v1"), allow_dis_fallback=False)
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        FlowEngine(EngineConfig(backend="neuflow_v2"))
+
+
+def test_unloadable_checkpoint_raises_instead_of_falling_back(tmp_path, checkpoints):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        create_engine(EngineConfig(backend="neuflow_v2", checkpoint=str(garbage)))
+    with pytest.raises(CheckpointError):
+        create_engine(EngineConfig(backend="neuflow_v2", checkpoint=checkpoints["neuflow_v1"]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-CUDA fallback")
+def test_fp16_on_auto_without_cuda_runs_fp32_with_a_warning(checkpoints, caplog):
+    config = EngineConfig(backend="neuflow_v1", checkpoint=checkpoints["neuflow_v1"])
+    with caplog.at_level(logging.WARNING):
+        engine = FlowEngine(replace(config, precision="fp16"))
+    assert (engine.device, engine.precision) == ("cpu", "fp32")
+    assert "fp16" in caplog.text
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        FlowEngine(replace(config, device="cuda"))
+
+
+# --- NeuFlow through the engine -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", NETWORKS)
+def test_neuflow_odd_size_matches_padded_reference(version, engines, networks):
+    rgb0, rgb1 = color_pair(seed=8, width=130, height=97)
+    (result,) = engines[version].compute([FramePair(rgb0, rgb1, "rgb")])
+    assert result.forward.shape == (97, 130, 2)
+    expected = padded_reference(networks[version], rgb0, rgb1)
+    np.testing.assert_allclose(result.forward, expected, atol=1e-4)
+
+
+def test_neuflow_colour_orders(engines):
+    rgb0, rgb1 = color_pair(seed=9)
+    gray0, gray1 = rgb0[:, :, 0], rgb1[:, :, 0]
+    gray_rgb = [np.repeat(gray[:, :, None], 3, axis=2) for gray in (gray0, gray1)]
+    rgb, bgr, lied, mono, replicated = engines["neuflow_v2"].compute(
+        [
+            FramePair(rgb0, rgb1, "rgb"),
+            FramePair(rgb0[:, :, ::-1], rgb1[:, :, ::-1], "bgr"),
+            FramePair(rgb0[:, :, ::-1], rgb1[:, :, ::-1], "rgb"),
+            FramePair(gray0, gray1, "mono"),
+            FramePair(*gray_rgb, "rgb"),
+        ]
+    )
+    np.testing.assert_allclose(bgr.forward, rgb.forward, atol=1e-4)
+    assert np.abs(lied.forward - rgb.forward).mean() > 1e-2
+    np.testing.assert_allclose(mono.forward, replicated.forward, atol=1e-4)
+
+
+def test_neuflow_batch_equals_individual_calls(engines):
+    engine = engines["neuflow_v2"]
+    pairs = [FramePair(*color_pair(seed), "rgb") for seed in (10, 11, 12)]
+    batched = engine.compute(pairs)
+    for pair, result in zip(pairs, batched, strict=True):
+        (single,) = engine.compute([pair])
+        np.testing.assert_allclose(result.forward, single.forward, atol=1e-4)
+
+
+@pytest.mark.parametrize("version", NETWORKS)
+def test_neuflow_backward_in_same_pass_equals_swapped_call(version, engines):
+    engine = engines[version]
+    frame0, frame1 = color_pair(seed=13)
+    (both,) = engine.compute([FramePair(frame0, frame1, "rgb")], backward=True)
+    (forward,) = engine.compute([FramePair(frame0, frame1, "rgb")])
+    (swapped,) = engine.compute([FramePair(frame1, frame0, "rgb")])
+    np.testing.assert_allclose(both.forward, forward.forward, atol=1e-4)
+    np.testing.assert_allclose(both.backward, swapped.forward, atol=1e-4)
+    # Random v1 weights predict nearly uniform flow; the swap still shows far above tolerance.
+    assert np.abs(both.backward - both.forward).max() > 1e-3
+
+
+def test_neuflow_mixed_sizes_and_colour_orders_in_one_call(engines):
+    engine = engines["neuflow_v1"]
+    big = color_pair(seed=14)
+    odd = color_pair(seed=15, width=130, height=97)
+    gray = [frame[:, :, 1] for frame in color_pair(seed=16)]
+    pairs = [
+        FramePair(*big, "rgb"),
+        FramePair(*odd, "bgr"),
+        FramePair(*gray, "mono"),
+        FramePair(big[1], big[0], "rgb"),
+    ]
+    together = engine.compute(pairs, backward=True)
+    for pair, result in zip(pairs, together, strict=True):
+        (alone,) = engine.compute([pair], backward=True)
+        assert result.forward.shape == (*pair.previous.shape[:2], 2)
+        np.testing.assert_allclose(result.forward, alone.forward, atol=1e-4)
+        np.testing.assert_allclose(result.backward, alone.backward, atol=1e-4)
+
+
+def test_neuflow_upscaled_inference_matches_cv2_reference(checkpoints, networks):
+    """Enlarging 64x48 -> 128x96: bilinear in cv2 and torch agree, so the reference
+    uses cv2 for both resampling steps and scales the vectors by hand."""
+    small0, small1 = (frame[::2, ::2] for frame in color_pair(seed=17))
+    engine = FlowEngine(
+        EngineConfig(
+            backend="neuflow_v1",
+            checkpoint=checkpoints["neuflow_v1"],
+            device="cpu",
+            fold_batchnorm=False,
+            inference_size=(WIDTH, HEIGHT),
+        )
+    )
+    pair = FramePair(small0, small1, "rgb")
+    (at_input,) = engine.compute([pair], output_grid="input")
+    (at_grid,) = engine.compute([pair], output_grid="inference")
+
+    def enlarge(image):
+        return cv2.resize(image.astype(np.float32), (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
+
+    grid_flow = network_flow(networks["neuflow_v1"], enlarge(small0), enlarge(small1)) * 0.5
+    np.testing.assert_allclose(at_grid.forward, grid_flow, atol=1e-3)
+    expected = cv2.resize(grid_flow, (WIDTH // 2, HEIGHT // 2), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(at_input.forward, expected, atol=1e-3)
+    assert at_input.input_size == (WIDTH // 2, HEIGHT // 2)
+
+
+def test_neuflow_fixed_inference_size_batches_different_cameras(checkpoints):
+    engine = FlowEngine(
+        EngineConfig(
+            backend="neuflow_v2",
+            checkpoint=checkpoints["neuflow_v2"],
+            device="cpu",
+            inference_size=(64, 48),
+        )
+    )
+    pairs = [
+        FramePair(*color_pair(seed=18), "rgb"),
+        FramePair(*color_pair(seed=19, width=130, height=97), "rgb"),
+    ]
+    together = engine.compute(pairs, output_grid="inference")
+    for pair, result in zip(pairs, together, strict=True):
+        (alone,) = engine.compute([pair], output_grid="inference")
+        assert result.forward.shape == (48, 64, 2)
+        np.testing.assert_allclose(result.forward, alone.forward, atol=1e-4)
+
+
+def test_neuflow_passes_iterations_and_folds_batchnorm(checkpoints, networks):
+    rgb0, rgb1 = color_pair(seed=20)
+    base = {"backend": "neuflow_v2", "checkpoint": checkpoints["neuflow_v2"], "device": "cpu"}
+    pair = FramePair(rgb0, rgb1, "rgb")
+    (few,) = FlowEngine(EngineConfig(**base, iters_s8=2, fold_batchnorm=False)).compute([pair])
+    expected = network_flow(networks["neuflow_v2"], rgb0, rgb1, iters_s16=1, iters_s8=2)
+    np.testing.assert_allclose(few.forward, expected, atol=1e-4)
+    (folded,) = FlowEngine(EngineConfig(**base, iters_s8=2)).compute([pair])
+    np.testing.assert_allclose(folded.forward, expected, atol=1e-3)
+
+
+def test_neuflow_accepts_strided_views_and_leaves_inputs_alone(engines):
+    rgb0, rgb1 = color_pair(seed=21)
+    buffers = [np.zeros((HEIGHT, WIDTH + 8, 4), np.uint8) for _ in range(2)]
+    for buffer, frame in zip(buffers, (rgb0, rgb1), strict=True):
+        buffer[:, :WIDTH, :3] = frame
+    snapshots = [buffer.copy() for buffer in buffers]
+    views = [buffer[:, :WIDTH, :3] for buffer in buffers]
+    engine = engines["neuflow_v1"]
+    (strided,) = engine.compute([FramePair(*views, "rgb")], backward=True)
+    (packed,) = engine.compute([FramePair(rgb0, rgb1, "rgb")], backward=True)
+    np.testing.assert_array_equal(strided.forward, packed.forward)
+    for buffer, snapshot in zip(buffers, snapshots, strict=True):
+        np.testing.assert_array_equal(buffer, snapshot)
+
+
+# --- CUDA -----------------------------------------------------------------------------------
+
+
+@CUDA
+def test_cuda_fp32_and_fp16_agree_with_cpu(checkpoints, engines):
+    pair = FramePair(*color_pair(seed=22), "rgb")
+    (cpu,) = engines["neuflow_v2"].compute([pair])
+    base = {"backend": "neuflow_v2", "checkpoint": checkpoints["neuflow_v2"], "device": "cuda"}
+    fp32 = FlowEngine(EngineConfig(**base, fold_batchnorm=False))
+    fp16 = FlowEngine(EngineConfig(**base, precision="fp16"))
+    assert (fp32.device, fp16.precision) == ("cuda", "fp16")
+    # cuDNN may run fp32 convolutions in TF32, and random weights amplify
+    # rounding; trained weights stay far closer.
+    assert np.median(np.abs(fp32.compute([pair])[0].forward - cpu.forward)) < 0.05
+    assert np.median(np.abs(fp16.compute([pair])[0].forward - cpu.forward)) < 0.5
+
+
+@CUDA
+def test_cuda_stages_through_pinned_buffers_without_growing(checkpoints):
+    engine = FlowEngine(
+        EngineConfig(backend="neuflow_v1", checkpoint=checkpoints["neuflow_v1"], device="cuda")
+    )
+    engine.warm_up(HEIGHT, WIDTH, "bgr", batch=2, backward=True)
+    reserved = engine.gpu_memory_bytes()
+    pairs = [FramePair(*color_pair(seed), "bgr") for seed in (23, 24)]
+    for _ in range(3):
+        engine.compute(pairs, backward=True)
+    assert engine.gpu_memory_bytes() == reserved
+    staging = engine._backend._uploader._buffers  # white-box: pinned staging is the point
+    assert len(staging) == 1
+    assert all(entry.host.is_pinned() for entry in staging._entries.values())
