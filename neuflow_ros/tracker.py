@@ -20,6 +20,16 @@ from neuflow_ros.corner_detection import CornerDetectorConfig, detect_corners
 
 REJECTION_REASONS = ("non_finite", "border", "forward_backward", "epipolar")
 
+# Why a track's flow prediction was kept instead of its Lucas-Kanade refinement.
+REFINEMENT_FALLBACKS = ("lk_failed", "correction_limit")
+
+# One coarser level lets LK recover from a flow prediction a few pixels off;
+# the prediction is already close, so more levels only cost time.
+_REFINE_PYRAMID_LEVEL = 1
+# Stop once an LK step is below 0.01 px: far below the accuracy a track needs,
+# reached in a handful of iterations from a good prediction.
+_REFINE_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
+
 # Fewer correspondences leave the 8-point fundamental matrix undetermined.
 _MIN_RANSAC_TRACKS = 8
 
@@ -43,6 +53,15 @@ class TrackerConfig:
     `id_limit`: None keeps ids unbounded (uint64). Set it (e.g. 2**24) when
     ids travel through float32 channels, such as VINS-Fusion's PointCloud,
     which represent integers exactly only below 2**24.
+
+    `refine`: polish every flow-predicted position with pyramidal Lucas-Kanade
+    on the feature's `refine_window` x `refine_window` patch (previous frame
+    -> this frame, started at the prediction). Dense flow is smoothed and has
+    a per-frame sub-pixel bias that accumulates along a track; LK on the
+    feature's own texture removes both. A correction larger than
+    `refine_max_correction` means LK most likely locked onto other texture,
+    so the flow prediction is kept (counted in `refinement_fallbacks`).
+    Refinement needs uint8 frames; float32 frames are tracked by flow alone.
     """
 
     max_tracks: int = 300
@@ -55,6 +74,9 @@ class TrackerConfig:
     ransac_threshold: float = 1.0
     ransac_confidence: float = 0.99
     id_limit: int | None = None
+    refine: bool = True
+    refine_window: int = 15
+    refine_max_correction: float = 2.0
 
     def __post_init__(self) -> None:
         _require(
@@ -88,6 +110,15 @@ class TrackerConfig:
         _require(
             0.0 < self.ransac_confidence < 1.0,
             f"ransac_confidence must be in (0, 1), got {self.ransac_confidence!r}",
+        )
+        _require(isinstance(self.refine, bool), f"refine must be a bool, got {self.refine!r}")
+        _require(
+            _is_int(self.refine_window) and self.refine_window >= 3,
+            f"refine_window must be an integer >= 3, got {self.refine_window!r}",
+        )
+        _require(
+            math.isfinite(self.refine_max_correction) and self.refine_max_correction > 0.0,
+            f"refine_max_correction must be finite and > 0, got {self.refine_max_correction!r}",
         )
         if self.id_limit is not None:
             _require(
@@ -166,6 +197,63 @@ def sample_bilinear(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     return top * (1.0 - wy) + bottom * wy
 
 
+def window_bias(
+    previous: np.ndarray, start: np.ndarray, flow: np.ndarray, window: int
+) -> np.ndarray:
+    """Where translational Lucas-Kanade lands off the true motion of a window's centre -> (N, 2).
+
+    LK moves the window as a whole, so it follows the gradient-weighted
+    centroid of the window's texture rather than its centre: under rotation
+    or zoom that misses by (flow gradient) x (centroid offset), a few
+    hundredths of a pixel per frame, but the same each frame for the same
+    texture, so it adds up along a track. To first order the miss is
+    G^-1 sum_i g_i g_i^T K r_i, with g_i the image gradient at window pixel i,
+    r_i its offset from the centre, G = sum_i g_i g_i^T and K the Jacobian of
+    the flow (taken from the dense flow over the window's extent).
+    """
+    count = start.shape[0]
+    if count == 0:
+        return np.empty((0, 2), dtype=np.float64)
+    height, width = previous.shape
+    half = window // 2
+    step = float(max(half, 1))
+    dx = np.array([step, 0.0])
+    dy = np.array([0.0, step])
+    jacobian = np.stack(
+        [
+            sample_bilinear(flow, start + dx) - sample_bilinear(flow, start - dx),
+            sample_bilinear(flow, start + dy) - sample_bilinear(flow, start - dy),
+        ],
+        axis=2,
+    ) / (2.0 * step)  # (N, 2 flow components, 2 derivative directions)
+    centre = np.rint(start).astype(np.intp)
+    span = np.arange(-half - 1, half + 2)
+    rows = np.clip(centre[:, 1, None] + span, 0, height - 1)
+    cols = np.clip(centre[:, 0, None] + span, 0, width - 1)
+    patch = previous[rows[:, :, None], cols[:, None, :]].astype(np.float64)
+    gx = patch[:, 1:-1, 2:] - patch[:, 1:-1, :-2]
+    gy = patch[:, 2:, 1:-1] - patch[:, :-2, 1:-1]
+    offsets = np.arange(-half, half + 1, dtype=np.float64)
+    rx = offsets[None, None, :] + (centre[:, 0] - start[:, 0])[:, None, None]
+    ry = offsets[None, :, None] + (centre[:, 1] - start[:, 1])[:, None, None]
+    # K r_i for every window pixel: (N, w, w) per flow component.
+    kx = jacobian[:, 0, 0, None, None] * rx + jacobian[:, 0, 1, None, None] * ry
+    ky = jacobian[:, 1, 0, None, None] * rx + jacobian[:, 1, 1, None, None] * ry
+    projected = gx * kx + gy * ky
+    moment = np.stack([np.sum(gx * projected, axis=(1, 2)), np.sum(gy * projected, axis=(1, 2))], 1)
+    gxx = np.sum(gx * gx, axis=(1, 2))
+    gxy = np.sum(gx * gy, axis=(1, 2))
+    gyy = np.sum(gy * gy, axis=(1, 2))
+    determinant = gxx * gyy - gxy * gxy
+    safe = determinant > 1e-9 * np.maximum(gxx + gyy, 1.0) ** 2
+    bias = np.zeros((count, 2))
+    d = np.where(safe, determinant, 1.0)
+    bias[:, 0] = (gyy * moment[:, 0] - gxy * moment[:, 1]) / d
+    bias[:, 1] = (gxx * moment[:, 1] - gxy * moment[:, 0]) / d
+    bias[~safe] = 0.0
+    return bias
+
+
 class FeatureTracker:
     """Feature tracks of one camera, advanced by dense forward (and backward) flow.
 
@@ -178,7 +266,9 @@ class FeatureTracker:
     values (at 300 new tracks per frame and 30 Hz, 2**24 ids last about 31
     minutes, far longer than any track lives).
 
-    Per update, a track is rejected (counted in `rejection_counts`) when the
+    Per update, every track is first moved by the forward flow and, with
+    `config.refine`, polished by Lucas-Kanade against the previous frame.
+    Then it is rejected (counted in `rejection_counts`) when the
     flow at it is non-finite, when it leaves the image minus `border_margin`,
     when its forward-backward error exceeds `fb_threshold` (only with a
     backward flow), or when it is an outlier to the RANSAC fundamental
@@ -199,6 +289,7 @@ class FeatureTracker:
         )
         self._ids_allocator = _IdAllocator(self._config.id_limit)
         self._rejection_counts = dict.fromkeys(REJECTION_REASONS, 0)
+        self._refinement_fallbacks = dict.fromkeys(REFINEMENT_FALLBACKS, 0)
         self.reset()
 
     @property
@@ -209,6 +300,17 @@ class FeatureTracker:
     def rejection_counts(self) -> dict[str, int]:
         """Tracks rejected per reason since construction (reset() keeps counting)."""
         return dict(self._rejection_counts)
+
+    @property
+    def refinement_fallbacks(self) -> dict[str, int]:
+        """Tracks that kept their flow prediction since construction, per reason.
+
+        'lk_failed': LK lost the feature (e.g. its window left the image);
+        'correction_limit': LK moved it more than `refine_max_correction`.
+        Neither rejects the track: the flow prediction still has to pass
+        every rejection check.
+        """
+        return dict(self._refinement_fallbacks)
 
     def set_camera_model(self, model: CameraModel | None) -> None:
         """Use `model` (or none) from the next update on, e.g. when CameraInfo arrives late."""
@@ -221,6 +323,7 @@ class FeatureTracker:
         self._positions = np.empty((0, 2), dtype=np.float64)
         self._image_shape: tuple[int, int] | None = None
         self._stamp: float | None = None
+        self._previous_gray: np.ndarray | None = None
 
     def update(
         self,
@@ -243,7 +346,7 @@ class FeatureTracker:
         previous_positions = self._positions
         errors = np.full(self._ids.size, np.nan)
         if forward_flow is not None and self._ids.size > 0:
-            keep, positions, errors = self._advance(gray.shape, forward_flow, backward_flow)
+            keep, positions, errors = self._advance(gray, forward_flow, backward_flow)
             self._ids = self._ids[keep]
             self._ages = self._ages[keep] + np.uint32(1)
             previous_positions = previous_positions[keep]
@@ -260,6 +363,8 @@ class FeatureTracker:
         errors = np.concatenate([errors, np.full(new_ids.size, np.nan)])
         self._image_shape = (gray.shape[0], gray.shape[1])
         self._stamp = stamp
+        # A copy: callers may reuse their image buffer for the next frame.
+        self._previous_gray = gray.copy() if self._can_refine(gray) else None
         return self._track_set(stamp, previous_stamp, previous_positions, errors, new_ids.size)
 
     def _validate(
@@ -303,15 +408,22 @@ class FeatureTracker:
                 f"got {gray.shape[1]}x{gray.shape[0]}"
             )
 
+    def _can_refine(self, gray: np.ndarray) -> bool:
+        return self._config.refine and gray.dtype == np.uint8
+
     def _advance(
         self,
-        image_shape: tuple[int, int],
+        gray: np.ndarray,
         forward_flow: np.ndarray,
         backward_flow: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Move tracks by the flow and reject; returns kept indices, new positions, fb errors."""
+        image_shape = (gray.shape[0], gray.shape[1])
         start = self._positions
-        moved = start + sample_bilinear(forward_flow, start)
+        predicted = start + sample_bilinear(forward_flow, start)
+        moved = predicted
+        if self._previous_gray is not None and self._can_refine(gray):
+            moved = self._refine(self._previous_gray, gray, start, predicted, forward_flow)
         alive = np.all(np.isfinite(moved), axis=1)
         self._rejection_counts["non_finite"] += int(np.count_nonzero(~alive))
 
@@ -322,7 +434,10 @@ class FeatureTracker:
         errors = np.full(start.shape[0], np.nan)
         if backward_flow is not None:
             candidates = np.flatnonzero(alive)
-            returned = moved[candidates] + sample_bilinear(backward_flow, moved[candidates])
+            # The flow's own round trip (forward vector at the start, backward
+            # vector at the refined end): a refinement that fixes a smoothed
+            # flow must not read as an inconsistency of the flow.
+            returned = predicted[candidates] + sample_bilinear(backward_flow, moved[candidates])
             finite = np.all(np.isfinite(returned), axis=1)
             self._rejection_counts["non_finite"] += int(np.count_nonzero(~finite))
             errors[candidates] = np.linalg.norm(returned - start[candidates], axis=1)
@@ -339,6 +454,42 @@ class FeatureTracker:
 
         keep = np.flatnonzero(alive)
         return keep, moved[keep], errors[keep]
+
+    def _refine(
+        self,
+        previous: np.ndarray,
+        gray: np.ndarray,
+        start: np.ndarray,
+        predicted: np.ndarray,
+        forward_flow: np.ndarray,
+    ) -> np.ndarray:
+        """Lucas-Kanade refinement of the finite `predicted` positions; others stay as they are."""
+        refined = predicted.copy()
+        candidates = np.flatnonzero(np.all(np.isfinite(predicted), axis=1))
+        if candidates.size == 0:
+            return refined
+        initial = predicted[candidates].astype(np.float32).reshape(-1, 1, 2)
+        window = self._config.refine_window
+        tracked, status, _ = cv2.calcOpticalFlowPyrLK(
+            previous,
+            gray,
+            start[candidates].astype(np.float32).reshape(-1, 1, 2),
+            initial.copy(),
+            winSize=(window, window),
+            maxLevel=_REFINE_PYRAMID_LEVEL,
+            criteria=_REFINE_CRITERIA,
+            flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+        )
+        tracked = tracked.reshape(-1, 2).astype(np.float64)
+        found = status.reshape(-1).astype(bool) & np.all(np.isfinite(tracked), axis=1)
+        correction = np.linalg.norm(tracked - predicted[candidates], axis=1)
+        accepted = found & (correction <= self._config.refine_max_correction)
+        self._refinement_fallbacks["lk_failed"] += int(np.count_nonzero(~found))
+        self._refinement_fallbacks["correction_limit"] += int(np.count_nonzero(found & ~accepted))
+        chosen = candidates[accepted]
+        bias = window_bias(previous, start[chosen], forward_flow, window)
+        refined[chosen] = tracked[accepted] - bias
+        return refined
 
     def _inside_border(self, points: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
         height, width = image_shape

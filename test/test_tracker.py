@@ -22,6 +22,10 @@ PIXEL_GRID = np.stack(
     np.meshgrid(np.arange(WIDTH, dtype=np.float64), np.arange(HEIGHT, dtype=np.float64)), axis=-1
 )
 DENSE = {"max_tracks": 150, "min_distance": 8.0}
+# For tests that hand the tracker flow which deliberately disagrees with the
+# images (or need positions moved by exactly the flow): Lucas-Kanade
+# refinement would rightly follow the images instead.
+FLOW_ONLY = {**DENSE, "refine": False}
 
 
 def textured_image(seed: int = 0) -> np.ndarray:
@@ -156,7 +160,7 @@ def test_replenishes_gaps_left_by_tracks_leaving_the_image() -> None:
 
 def test_velocity_is_displacement_over_stamp_difference() -> None:
     stamps = [10.0, 10.05, 10.125, 10.125]
-    tracker = FeatureTracker(TrackerConfig(**DENSE))
+    tracker = FeatureTracker(TrackerConfig(**FLOW_ONLY))
     results, _ = run_sequence(tracker, translation(0.5, -0.25), frames=4, stamps=stamps)
 
     assert results[0].previous_stamp is None
@@ -174,7 +178,7 @@ def test_velocity_is_displacement_over_stamp_difference() -> None:
 
 
 def test_forward_backward_rejects_inconsistent_backward_flow() -> None:
-    tracker = FeatureTracker(TrackerConfig(**DENSE, ransac_enabled=False))
+    tracker = FeatureTracker(TrackerConfig(**FLOW_ONLY, ransac_enabled=False))
     image = textured_image()
     start = tracker.update(image, 0.0)
     shift = np.array([0.6, 0.4])
@@ -201,7 +205,7 @@ def test_forward_backward_rejects_inconsistent_backward_flow() -> None:
 
 def test_border_and_non_finite_rejection() -> None:
     margin = 4.0
-    tracker = FeatureTracker(TrackerConfig(**DENSE, border_margin=margin, ransac_enabled=False))
+    tracker = FeatureTracker(TrackerConfig(**FLOW_ONLY, border_margin=margin, ransac_enabled=False))
     image = textured_image()
     start = tracker.update(image, 0.0)
     assert np.all(start.positions >= margin)
@@ -284,7 +288,7 @@ def test_epipolar_check_uses_undistorted_pixels_with_camera_model() -> None:
     distortion = [-0.4, 0.12, 0.0, 0.0, 0.0]
     flow = parallax_flow(distortion)
     model = CameraModel.from_camera_info("plumb_bob", distortion, INTRINSICS, WIDTH, HEIGHT)
-    config = TrackerConfig(max_tracks=200, min_distance=6.0)
+    config = TrackerConfig(max_tracks=200, min_distance=6.0, refine=False)
     rejected = {}
     for name, camera_model in (("distorted", None), ("undistorted", model)):
         tracker = FeatureTracker(config, camera_model)
@@ -303,7 +307,9 @@ def test_epipolar_check_rejects_independently_moving_patch(ransac_enabled: bool)
     # roughly horizontally; the patch moves across them. (Motion along them
     # would be indistinguishable from a different depth.)
     flow = parallax_flow(NO_DISTORTION, (rows, cols), (1.5, -6.0))
-    config = TrackerConfig(max_tracks=200, min_distance=6.0, ransac_enabled=ransac_enabled)
+    config = TrackerConfig(
+        max_tracks=200, min_distance=6.0, ransac_enabled=ransac_enabled, refine=False
+    )
     tracker = FeatureTracker(config)
     image = textured_image()
     start = tracker.update(image, 0.0)
@@ -325,6 +331,85 @@ def test_epipolar_check_rejects_independently_moving_patch(ransac_enabled: bool)
     else:
         assert patch_kept == 1.0
         assert tracker.rejection_counts["epipolar"] == 0
+
+
+def shifted_pair(shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A texture and the same texture moved by `shift` pixels (exact sub-pixel resampling)."""
+    base = textured_image()
+    placement = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]])
+    moved = cv2.warpAffine(
+        base, placement, (WIDTH, HEIGHT), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )
+    return base, moved
+
+
+def carried_displacements(start: TrackSet, tracks: TrackSet) -> np.ndarray:
+    """Displacement of every carried track from its position in `start`."""
+    carried = tracks.ages > 1
+    births = start.positions[np.searchsorted(start.ids, tracks.ids[carried])]
+    return (tracks.positions[carried] - births).astype(np.float64)
+
+
+SHIFT = (0.6, -0.4)
+FLOW_BIAS = (0.3, 0.0)
+
+
+def biased_flow() -> np.ndarray:
+    """The true flow of shifted_pair(SHIFT), off by FLOW_BIAS everywhere (a flow network's bias)."""
+    return homography_flow(translation(SHIFT[0] + FLOW_BIAS[0], SHIFT[1] + FLOW_BIAS[1]))
+
+
+def test_refinement_removes_flow_bias() -> None:
+    tracker = FeatureTracker(TrackerConfig(**DENSE, ransac_enabled=False))
+    previous, current = shifted_pair(SHIFT)
+    start = tracker.update(previous, 0.0)
+    tracks = tracker.update(current, 0.1, biased_flow())
+
+    # Away from the border, where the reflected texture no longer moves rigidly.
+    inside = np.all((tracks.positions > 10) & (tracks.positions < [WIDTH - 11, HEIGHT - 11]), 1)
+    errors = np.linalg.norm(carried_displacements(start, tracks) - SHIFT, axis=1)
+    assert np.count_nonzero(tracks.ages > 1) >= 0.9 * len(start)
+    assert np.median(errors[inside[tracks.ages > 1]]) < 0.05
+    assert tracker.refinement_fallbacks == {"lk_failed": 0, "correction_limit": 0}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"refine": False}, {"refine_max_correction": 0.1}],
+    ids=["refine_off", "correction_limit"],
+)
+def test_flow_prediction_kept_without_refinement_or_beyond_correction_limit(
+    settings: dict[str, float],
+) -> None:
+    tracker = FeatureTracker(TrackerConfig(**DENSE, ransac_enabled=False, **settings))
+    previous, current = shifted_pair(SHIFT)
+    start = tracker.update(previous, 0.0)
+    tracks = tracker.update(current, 0.1, biased_flow())
+
+    displacements = carried_displacements(start, tracks)
+    expected = np.broadcast_to(np.array(SHIFT) + FLOW_BIAS, displacements.shape)
+    np.testing.assert_allclose(displacements, expected, atol=1e-4)
+    # Tracks leaving the image were refined too before the border check dropped them.
+    limited = len(start) if "refine_max_correction" in settings else 0
+    assert tracker.refinement_fallbacks == {"lk_failed": 0, "correction_limit": limited}
+
+
+def test_lucas_kanade_failure_keeps_flow_prediction() -> None:
+    tracker = FeatureTracker(TrackerConfig(**DENSE, ransac_enabled=False))
+    previous, current = shifted_pair(SHIFT)
+    tracker.update(previous, 0.0)
+    # A textureless frame: LK cannot find any feature from it in the next one.
+    blank = np.full(SHAPE, 128, dtype=np.uint8)
+    before = tracker.update(blank, 0.1, np.zeros((*SHAPE, 2), np.float32))
+    failed_before = tracker.refinement_fallbacks["lk_failed"]
+    tracks = tracker.update(current, 0.2, biased_flow())
+
+    carried = tracks.ages > 1
+    births = before.positions[np.searchsorted(before.ids, tracks.ids[carried])]
+    expected = births.astype(np.float64) + np.array(SHIFT) + FLOW_BIAS
+    np.testing.assert_allclose(tracks.positions[carried], expected, atol=1e-4)
+    # Every track was looked for, also those the border check dropped afterwards.
+    assert tracker.refinement_fallbacks["lk_failed"] - failed_before == len(before)
 
 
 def test_id_limit_wraps_without_colliding_with_live_ids() -> None:
@@ -399,6 +484,8 @@ def test_invalid_input_raises_without_changing_state() -> None:
         ("ransac_threshold", -1.0),
         ("ransac_confidence", 1.0),
         ("id_limit", 10),
+        ("refine_window", 2),
+        ("refine_max_correction", 0.0),
     ],
 )
 def test_config_rejects_invalid_values(field: str, value: float) -> None:
