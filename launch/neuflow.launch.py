@@ -1,0 +1,103 @@
+"""Start the neuflow node with the shipped parameters and the Fast DDS large-data profile.
+
+For real ROS 2 installs (Humble, Jazzy, Kilted):
+    ros2 launch neuflow_ros neuflow.launch.py image:=/camera/image_raw \
+        camera_info:=/camera/camera_info backend:=neuflow_v2 checkpoint:=/path/neuflow_mixed.pth
+
+backend, checkpoint and device override params_file only when given, so a
+params file stays the single source of truth otherwise. image / camera_info
+remap the topics of the default single camera; for several cameras list them
+in the params file (`cameras`) and remap <name>/image instead.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+# Fast DDS 2.x (Humble, Jazzy) reads the first, 3.x (Kilted on) the second
+# and warns that the first is deprecated, so it is only set where it is read.
+FASTDDS_PROFILE_VARIABLES_2X = ("FASTRTPS_DEFAULT_PROFILES_FILE",)
+FASTDDS_PROFILE_VARIABLES_3X = ("FASTDDS_DEFAULT_PROFILES_FILE",)
+DISTROS_WITH_FASTDDS_2X = ("humble", "jazzy")
+
+
+def _profile_variables() -> tuple[str, ...]:
+    distro = os.environ.get("ROS_DISTRO", "")
+    if distro and distro not in DISTROS_WITH_FASTDDS_2X:
+        return FASTDDS_PROFILE_VARIABLES_3X
+    return FASTDDS_PROFILE_VARIABLES_2X + FASTDDS_PROFILE_VARIABLES_3X
+
+
+def _launch_node(context, *_args, **_kwargs):
+    """Builds the actions once the argument values are known (optional overrides)."""
+    overrides = {}
+    for name in ("backend", "checkpoint", "device"):
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            overrides[name] = value
+    actions = []
+    profile = LaunchConfiguration("fastdds_profile").perform(context)
+    if profile:
+        actions += [SetEnvironmentVariable(variable, profile) for variable in _profile_variables()]
+    actions.append(
+        Node(
+            package="neuflow_ros",
+            executable="neuflow_node",
+            name="neuflow",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[LaunchConfiguration("params_file"), overrides],
+            remappings=[
+                ("image", LaunchConfiguration("image")),
+                ("camera_info", LaunchConfiguration("camera_info")),
+            ],
+            output="screen",
+            emulate_tty=True,
+        )
+    )
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("neuflow_ros")
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "image", default_value="image",
+            description="Camera image topic (sensor_msgs/Image; with transport "
+                        "'compressed' the node subscribes to <image>/compressed).",
+        ),
+        DeclareLaunchArgument(
+            "camera_info", default_value="camera_info",
+            description="CameraInfo topic of the camera.",
+        ),
+        DeclareLaunchArgument(
+            "namespace", default_value="", description="Namespace of the node.",
+        ),
+        DeclareLaunchArgument(
+            "params_file", default_value=os.path.join(share, "config", "neuflow.yaml"),
+            description="Parameters file (key /**/neuflow).",
+        ),
+        DeclareLaunchArgument(
+            "backend", default_value="",
+            description="dis, neuflow_v2 or neuflow_v1; empty = from params_file.",
+        ),
+        DeclareLaunchArgument(
+            "checkpoint", default_value="",
+            description="NeuFlow checkpoint file; empty = from params_file.",
+        ),
+        DeclareLaunchArgument(
+            "device", default_value="",
+            description="auto, cpu, cuda or cuda:N; empty = from params_file.",
+        ),
+        DeclareLaunchArgument(
+            "fastdds_profile",
+            default_value=os.path.join(share, "config", "fastdds_profile.xml"),
+            description="Fast DDS XML profile for large images between processes "
+                        "(shared memory); empty = leave the environment alone.",
+        ),
+        OpaqueFunction(function=_launch_node),
+    ])

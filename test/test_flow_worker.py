@@ -1,0 +1,196 @@
+"""FlowWorker with a recording fake engine: pairing, batching, resets, failures."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from neuflow_ros.camera_stream import ResetReason
+from neuflow_ros.flow_types import FlowResult
+from neuflow_ros.flow_worker import CameraFrame, FlowWorker, WorkerSettings
+from neuflow_ros.frame_mailbox import FrameMailbox
+
+SECOND = 1_000_000_000
+
+
+class FakeEngine:
+    """Returns flow whose u is the stamp difference (ms) of the pair, so pairing is visible."""
+
+    def __init__(self, fail_on_call: int | None = None):
+        self.calls = []
+        self.warm_ups = []
+        self.fail_on_call = fail_on_call
+
+    def compute(self, pairs, backward=False, output_grid="input"):
+        self.calls.append((len(pairs), output_grid))
+        if self.fail_on_call == len(self.calls):
+            raise RuntimeError("simulated CUDA error")
+        results = []
+        for pair in pairs:
+            height, width = pair.current.shape[:2]
+            flow = np.zeros((height, width, 2), np.float32)
+            flow[..., 0] = float(pair.current[0, 0, 0]) - float(pair.previous[0, 0, 0])
+            results.append(FlowResult(forward=flow, backward=None, input_size=(width, height)))
+        return results
+
+    def warm_up(self, height, width, color_order, batch=1, backward=False):
+        self.warm_ups.append((width, height, color_order))
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+        self.flows = []
+        self.ready = threading.Event()
+        self.lock = threading.Lock()
+
+    def sink(self, flows):
+        with self.lock:
+            self.flows.extend(flows)
+
+    def engine_ready(self, engine):
+        self.events.append(("ready", engine))
+        self.ready.set()
+
+    def engine_failed(self, error):
+        self.events.append(("failed", error))
+        self.ready.set()
+
+    def frame_taken(self, frame, queue_wait_s):
+        self.events.append(("taken", frame.camera, queue_wait_s))
+
+    def stream_reset(self, camera, reason, detail):
+        self.events.append(("reset", camera, reason))
+
+    def inference_done(self, pairs, seconds):
+        self.events.append(("inference", pairs))
+
+    def worker_exception(self, stage, error, trace):
+        self.events.append(("exception", stage, str(error), trace))
+
+
+def frame(camera: str, stamp_s: float, marker: int, width: int = 32, height: int = 24):
+    pixels = np.full((height, width, 3), marker, np.uint8)
+    return CameraFrame(camera, int(stamp_s * SECOND), f"{camera}_frame", "rgb8", pixels, "rgb",
+                       time.monotonic())
+
+
+def run_worker(engine, batches, settings=None):
+    """Feed the worker batch by batch (each batch = frames put together) and stop it."""
+    recorder = Recorder()
+    mailbox = FrameMailbox(keep_all=True)
+    worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, settings,
+                        poll_interval_s=0.01)
+    worker.start()
+    assert recorder.ready.wait(5.0)
+    for batch in batches:
+        for item in batch:
+            mailbox.put(item.camera, item)
+        deadline = time.monotonic() + 5.0
+        while mailbox.pending() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.02)
+    assert worker.stop(2.0)
+    return recorder
+
+
+def test_frames_of_one_camera_pair_in_order():
+    engine = FakeEngine()
+    recorder = run_worker(engine, [[frame("", 1.0, 10)], [frame("", 1.1, 13)],
+                                   [frame("", 1.2, 20)]])
+    assert [f.previous.stamp_ns for f in recorder.flows] == [1 * SECOND, int(1.1 * SECOND)]
+    assert [float(f.result.forward[0, 0, 0]) for f in recorder.flows] == [3.0, 7.0]
+    assert recorder.flows[0].current.frame_id == "_frame"
+    assert engine.warm_ups == [(32, 24, "rgb")]
+
+
+def test_cameras_ready_together_are_computed_in_one_call():
+    engine = FakeEngine()
+    recorder = run_worker(engine, [
+        [frame("front", 1.0, 1), frame("down", 1.0, 50)],
+        [frame("front", 1.1, 2), frame("down", 1.1, 53)],
+    ])
+    assert engine.calls == [(2, "input")]
+    by_camera = {f.camera: float(f.result.forward[0, 0, 0]) for f in recorder.flows}
+    assert by_camera == {"front": 1.0, "down": 3.0}
+
+
+def test_reset_is_reported_and_no_flow_crosses_it():
+    engine = FakeEngine()
+    recorder = run_worker(engine, [
+        [frame("", 5.0, 1)], [frame("", 4.0, 2)], [frame("", 4.1, 4)],
+    ])
+    assert ("reset", "", ResetReason.TIME_BACKWARDS) in recorder.events
+    assert len(recorder.flows) == 1
+    assert recorder.flows[0].previous.stamp_ns == 4 * SECOND
+
+
+def test_settings_are_read_per_batch():
+    engine = FakeEngine()
+    settings = WorkerSettings(max_frame_gap_s=0.5, output_grid="inference")
+    recorder = run_worker(engine, [[frame("", 1.0, 1)], [frame("", 2.0, 2)],
+                                   [frame("", 2.1, 3)]], settings)
+    assert ("reset", "", ResetReason.GAP_TOO_LARGE) in recorder.events
+    assert engine.calls == [(1, "inference")]
+    assert recorder.flows[0].output_grid == "inference"
+
+
+def test_compute_exception_is_reported_and_the_worker_goes_on():
+    engine = FakeEngine(fail_on_call=1)
+    recorder = run_worker(engine, [[frame("", 1.0, 1)], [frame("", 1.1, 2)],
+                                   [frame("", 1.2, 4)]])
+    exceptions = [e for e in recorder.events if e[0] == "exception"]
+    assert len(exceptions) == 1
+    assert exceptions[0][1] == "compute"
+    assert "simulated CUDA error" in exceptions[0][2]
+    assert "Traceback" in exceptions[0][3]
+    assert len(recorder.flows) == 1
+    assert float(recorder.flows[0].result.forward[0, 0, 0]) == 2.0
+
+
+def test_sink_exception_is_reported_and_the_worker_goes_on():
+    engine = FakeEngine()
+    recorder = Recorder()
+    calls = []
+
+    def failing_sink(flows):
+        calls.append(len(flows))
+        if len(calls) == 1:
+            raise ValueError("publisher gone")
+
+    mailbox = FrameMailbox(keep_all=True)
+    worker = FlowWorker(lambda: engine, mailbox, failing_sink, recorder, poll_interval_s=0.01)
+    worker.start()
+    for stamp_s in (1.0, 1.1, 1.2):
+        mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
+        time.sleep(0.05)
+    assert worker.stop(2.0)
+    assert calls == [1, 1]
+    assert [e[1] for e in recorder.events if e[0] == "exception"] == ["publish"]
+
+
+def test_engine_creation_failure_stops_the_worker_with_the_error():
+    recorder = Recorder()
+
+    def broken_factory():
+        raise FileNotFoundError("checkpoint file not found: /nope.pth")
+
+    worker = FlowWorker(broken_factory, FrameMailbox(), recorder.sink, recorder)
+    worker.start()
+    assert recorder.ready.wait(5.0)
+    assert worker.stop(2.0)
+    assert worker.failed
+    assert "/nope.pth" in str(worker.startup_error)
+    assert recorder.events[0][0] == "failed"
+
+
+@pytest.mark.timeout(10)
+def test_stop_returns_promptly_when_idle():
+    recorder = Recorder()
+    worker = FlowWorker(FakeEngine, FrameMailbox(), recorder.sink, recorder, poll_interval_s=5.0)
+    worker.start()
+    assert recorder.ready.wait(5.0)
+    started = time.monotonic()
+    assert worker.stop(2.0)
+    assert time.monotonic() - started < 0.5

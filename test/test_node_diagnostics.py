@@ -1,0 +1,170 @@
+"""NodeHealth and friends: rates, percentiles, counters and the OK/WARN/ERROR rules."""
+
+import math
+
+import pytest
+
+from neuflow_ros.node_diagnostics import (
+    ERROR,
+    OK,
+    WARN,
+    DiagnosticThresholds,
+    EventWindow,
+    NodeHealth,
+    WarningThrottle,
+)
+
+
+def test_event_window_rate_covers_only_the_window():
+    window = EventWindow(window_s=2.0)
+    for index in range(60):  # 30 Hz for 2 s
+        window.add(index / 30.0)
+    assert window.rate(2.0) == pytest.approx(30.0, rel=0.05)
+    assert window.rate(3.0) == pytest.approx(15.0, rel=0.1)  # the first second expired
+    assert window.rate(10.0) == 0.0
+
+
+def test_event_window_rate_before_the_window_is_full():
+    window = EventWindow(window_s=5.0)
+    for index in range(10):  # 10 Hz for one second only
+        window.add(index / 10.0)
+    assert window.rate(1.0) == pytest.approx(10.0, rel=0.01)
+
+
+def test_event_window_percentiles_use_nearest_rank():
+    window = EventWindow(window_s=100.0)
+    assert math.isnan(window.percentile(0.0, 0.5))
+    for value in range(1, 101):
+        window.add(1.0, float(value))
+    assert window.percentile(1.0, 0.5) == 50.0
+    assert window.percentile(1.0, 0.95) == 95.0
+    assert window.percentile(1.0, 1.0) == 100.0
+
+
+def test_event_window_rejects_non_positive_window():
+    with pytest.raises(ValueError, match="window"):
+        EventWindow(0.0)
+
+
+def _values(report):
+    return dict(report.values)
+
+
+def _camera(health, now):
+    return health.report(now)[1]
+
+
+def test_counters_and_ok_status_for_a_healthy_camera():
+    health = NodeHealth("neuflow", {"": "/image"})
+    health.engine_ready({"backend": "dis", "device": "cpu", "precision": "fp32"})
+    for index in range(30):
+        now = index / 30.0
+        health.frame_received("", now, callback_s=0.001)
+        health.frame_taken("", now, queue_wait_s=0.002)
+        if index:
+            health.flow_published("", now, latency_s=0.010 + index * 1e-4, publish_s=0.003)
+    engine, camera = health.report(1.0)
+    assert engine.level == OK
+    assert camera.level == OK
+    assert camera.name == "neuflow: camera"
+    values = _values(camera)
+    assert values["frames received"] == "30"
+    assert values["frames processed"] == "30"
+    assert values["flows published"] == "29"
+    assert values["frames dropped"] == "0"
+    assert float(values["input rate (Hz)"]) == pytest.approx(30.0, rel=0.05)
+    assert float(values["latency p50 (ms)"]) == pytest.approx(10.0 + 15 * 0.1, abs=0.11)
+    assert values["callback time p50 (ms)"] == "1.00"
+
+
+def test_waiting_and_silent_cameras_warn():
+    health = NodeHealth("neuflow", {"front": "/front/image"},
+                        DiagnosticThresholds(input_timeout_s=2.0))
+    report = _camera(health, 0.0)
+    assert report.level == WARN
+    assert "waiting for images on /front/image" in report.message
+    assert report.name == "neuflow: camera front"
+    health.frame_received("front", 1.0, 0.001)
+    assert _camera(health, 2.0).level in (OK, WARN)
+    silent = _camera(health, 3.5)
+    assert silent.level == WARN
+    assert "no images" in silent.message
+
+
+def test_malformed_frames_warn_while_recent_and_stay_counted():
+    health = NodeHealth("neuflow", {"": "/image"}, DiagnosticThresholds(window_s=5.0))
+    health.frame_malformed("", "data_length", "data length mismatch ...", now_s=1.0)
+    health.frame_malformed("", "data_length", "data length mismatch ...", now_s=1.1)
+    health.frame_malformed("", "zero_size", "size must be positive", now_s=1.2)
+    report = _camera(health, 1.5)
+    assert report.level == WARN
+    assert "3 malformed" in report.message
+    values = _values(report)
+    assert values["malformed frames"] == "3"
+    assert values["malformed: data_length"] == "2"
+    assert values["malformed: zero_size"] == "1"
+    for index in range(60):  # good frames afterwards, with flow
+        now = 7.0 + index / 30.0
+        health.frame_received("", now, 0.001)
+        health.flow_published("", now, 0.01, 0.001)
+    later = _camera(health, 9.0)
+    assert later.level == OK
+    assert _values(later)["malformed frames"] == "3"
+
+
+def test_low_output_rate_warns_about_dropping():
+    health = NodeHealth("neuflow", {"": "/image"}, DiagnosticThresholds(min_output_ratio=0.5))
+    for index in range(90):
+        now = index / 30.0
+        health.frame_received("", now, 0.001)
+        if index % 3 == 0:
+            health.flow_published("", now, 0.05, 0.001)
+        else:
+            health.frames_dropped("", 1, now)
+    report = _camera(health, 3.0)
+    assert report.level == WARN
+    assert "dropped" in report.message
+    assert _values(report)["frames dropped"] == "60"
+
+
+def test_worker_exceptions_are_errors_while_recent():
+    health = NodeHealth("neuflow", {"": "/image"}, DiagnosticThresholds(window_s=5.0))
+    health.engine_ready({"backend": "dis", "device": "cpu", "precision": "fp32"})
+    health.worker_exception(1.0, "compute: boom")
+    engine = health.report(2.0)[0]
+    assert engine.level == ERROR
+    assert "boom" in engine.message
+    assert _values(engine)["worker exceptions"] == "1"
+    assert health.report(7.0)[0].level == OK
+    assert _values(health.report(7.0)[0])["worker exceptions"] == "1"
+
+
+def test_failed_engine_is_an_error_and_gpu_memory_is_reported():
+    health = NodeHealth("neuflow", {"": "/image"})
+    health.engine_failed("checkpoint file not found: /x.pth")
+    engine = health.report(1.0, gpu_memory_bytes=3 * 2**20)[0]
+    assert engine.level == ERROR
+    assert "/x.pth" in engine.message
+    assert _values(engine)["GPU memory (MB)"] == "3.0"
+    assert "GPU memory (MB)" not in _values(health.report(1.0)[0])
+
+
+def test_resets_are_counted_per_reason():
+    health = NodeHealth("neuflow", {"": "/image"})
+    health.stream_reset("", "size_changed")
+    health.stream_reset("", "size_changed")
+    health.stream_reset("", "time_backwards")
+    values = _values(_camera(health, 0.0))
+    assert values["resets"] == "3"
+    assert values["resets: size_changed"] == "2"
+    assert values["resets: time_backwards"] == "1"
+
+
+def test_warning_throttle_is_per_key_and_counts_suppressed():
+    throttle = WarningThrottle(period_s=5.0)
+    assert throttle.admit(("front", "data_length"), 0.0) == 0
+    assert throttle.admit(("front", "data_length"), 1.0) is None
+    assert throttle.admit(("front", "data_length"), 2.0) is None
+    assert throttle.admit(("down", "data_length"), 2.0) == 0
+    assert throttle.admit(("front", "zero_size"), 2.0) == 0
+    assert throttle.admit(("front", "data_length"), 5.5) == 2
