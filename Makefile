@@ -8,7 +8,7 @@ ACTIVATE := . $(VENV)/bin/activate
 WITH_ROS := $(ACTIVATE) && export AMENT_PREFIX_PATH="$$VIRTUAL_ENV$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}" && . install/setup.sh
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: setup build test lint demo bench clean
+.PHONY: setup build test lint bench clean
 
 setup: $(STAMP) build
 
@@ -29,9 +29,6 @@ lint: $(STAMP)
 
 test: lint build
 	$(WITH_ROS) && pytest
-
-demo:
-	$(WITH_ROS) && python -m neuflow_ros.demo $(DEMO_ARGS)
 
 bench:
 	$(WITH_ROS) && python benchmarks/bench_engine.py $(BENCH_ARGS)
