@@ -1,4 +1,4 @@
-# One-command environment, build, test and demo for machines without a ROS 2
+# One-command environment, build, test and benchmarks for machines without a ROS 2
 # distro. On a real ROS 2 install use rosdep + colcon directly (README).
 
 PYTHON ?= python3
