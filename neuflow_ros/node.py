@@ -348,7 +348,7 @@ class NeuFlowNode(Node):
         self.health.engine_failed(str(error))
 
     def frame_taken(self, frame: CameraFrame, queue_wait_s: float) -> None:
-        self.health.frame_taken(frame.camera, time.monotonic(), queue_wait_s)
+        self.health.frame_taken(frame.camera, time.monotonic(), queue_wait_s, frame.stamp_ns)
 
     def stream_reset(self, camera: str, reason: ResetReason, detail: str) -> None:
         self.health.stream_reset(camera, reason.value)

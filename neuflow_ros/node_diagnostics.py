@@ -106,6 +106,7 @@ class _CameraHealth:
     malformed: dict[str, int] = field(default_factory=dict)
     resets: dict[str, int] = field(default_factory=dict)
     last_received_s: float | None = None
+    last_processed_stamp_ns: int | None = None
     last_malformed_detail: str = ""
 
     def __post_init__(self) -> None:
@@ -121,6 +122,14 @@ class _CameraHealth:
 
 def _ms(seconds: float) -> str:
     return "nan" if math.isnan(seconds) else f"{seconds * 1e3:.2f}"
+
+
+def _stamp(stamp_ns: int | None) -> str:
+    """sec.nanosec as in a ROS header, exact (no float rounding); '' before the first frame."""
+    if stamp_ns is None:
+        return ""
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    return f"{sec}.{nanosec:09d}"
 
 
 def _hz(rate: float) -> str:
@@ -188,11 +197,14 @@ class NodeHealth:
             resets = self._cameras[camera].resets
             resets[reason] = resets.get(reason, 0) + 1
 
-    def frame_taken(self, camera: str, now_s: float, queue_wait_s: float) -> None:
+    def frame_taken(
+        self, camera: str, now_s: float, queue_wait_s: float, stamp_ns: int
+    ) -> None:
         """The worker picked a frame up; queue_wait_s is how long it waited in the mailbox."""
         with self._lock:
             health = self._cameras[camera]
             health.processed += 1
+            health.last_processed_stamp_ns = stamp_ns
             health.queue_wait_s.add(now_s, queue_wait_s)
 
     def inference_done(self, now_s: float, seconds: float) -> None:
@@ -305,6 +317,7 @@ class NodeHealth:
             ("frames dropped", str(health.dropped)),
             ("frames dropped recently", str(recent_drops)),
             ("frames processed", str(health.processed)),
+            ("last processed stamp", _stamp(health.last_processed_stamp_ns)),
             ("flows published", str(health.flows)),
             ("visualizations published", str(health.visualizations)),
             ("malformed frames", str(sum(health.malformed.values()))),

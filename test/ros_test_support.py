@@ -398,10 +398,10 @@ def send_processed(
     publisher: Any, watcher: DiagnosticsWatcher, msg: Any, camera: str = "", timeout_s: float = 10.0
 ) -> None:
     """Publish one frame and wait until the worker took it (so no later frame replaces it)."""
-    before = camera_count(watcher, "frames processed", camera)
+    stamp_text = f"{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}"
     publisher.publish(msg)
     watcher.wait_until(
-        lambda _: camera_count(watcher, "frames processed", camera) > before, timeout_s
+        lambda _: watcher.camera(camera)[2].get("last processed stamp") == stamp_text, timeout_s
     )
 
 

@@ -60,7 +60,7 @@ def test_counters_and_ok_status_for_a_healthy_camera():
     for index in range(30):
         now = index / 30.0
         health.frame_received("", now, callback_s=0.001)
-        health.frame_taken("", now, queue_wait_s=0.002)
+        health.frame_taken("", now, queue_wait_s=0.002, stamp_ns=1_000_000_000 + index)
         if index:
             health.flow_published("", now, latency_s=0.010 + index * 1e-4, publish_s=0.003)
     engine, camera = health.report(1.0)
@@ -70,6 +70,7 @@ def test_counters_and_ok_status_for_a_healthy_camera():
     values = _values(camera)
     assert values["frames received"] == "30"
     assert values["frames processed"] == "30"
+    assert values["last processed stamp"] == "1.000000029"
     assert values["flows published"] == "29"
     assert values["frames dropped"] == "0"
     assert float(values["input rate (Hz)"]) == pytest.approx(30.0, rel=0.05)

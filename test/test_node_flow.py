@@ -302,21 +302,21 @@ def test_flow_vis_is_only_computed_while_subscribed(harness, node, camera, flows
     assert visualizations() == 0, "flow_vis was computed without a subscriber"
 
     vis = harness.collect(Image, node.topic("flow_vis"))
-    # The node learns about the new subscriber asynchronously: send pairs until it does.
-    images = None
-    for _ in range(20):
-        stamps = [next_stamp(), next_stamp()]
-        camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT), stamps[0]))
-        camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT, SHIFT), stamps[1]))
-        images = vis.wait_for(
-            lambda messages, last=stamps[1]: [
-                m for m in messages if stamp_ns(m.header.stamp) == last
-            ],
-            0.5,
-        )
-        if images:
+    # The node learns about the new subscriber asynchronously: send frames until it does.
+    for _ in range(40):
+        stamp_value = next_stamp()
+        camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT), stamp_value))
+        if vis.wait_for(lambda messages: len(messages) > 0, 0.25):
             break
-    assert images, "no flow_vis although subscribed"
+    assert vis.messages, "no flow_vis although subscribed"
+    stamps = [next_stamp(), next_stamp()]
+    send_processed(camera, diagnostics, rgb_msg(textured_image(WIDTH, HEIGHT), stamps[0]))
+    camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT, SHIFT), stamps[1]))
+    images = vis.wait_for(
+        lambda messages: [m for m in messages if stamp_ns(m.header.stamp) == stamps[1]],
+        FLOW_TIMEOUT_S,
+    )
+    assert images, "no flow_vis for the pair"
     image = images[0]
     assert (image.encoding, image.width, image.height) == ("rgb8", WIDTH, HEIGHT)
     rgb = np.frombuffer(bytes(image.data), np.uint8).reshape(HEIGHT, WIDTH, 3)
@@ -333,7 +333,14 @@ def test_burst_every_frame_yields_flow_or_is_counted_as_dropped(camera, flows, d
     """Frames faster than the worker: latest-frame-wins, and the books still balance."""
     width, height, count = 320, 240, 30
     images = [textured_image(width, height, (0.5 * i, 0.0)) for i in range(2)]
-    send_processed(camera, diagnostics, rgb_msg(images[0], next_stamp()))
+    send_processed(camera, diagnostics, rgb_msg(images[1], next_stamp()))  # new size: reset
+    setup = next_stamp()
+    send_processed(camera, diagnostics, rgb_msg(images[0], setup))
+    assert flow_of(flows, setup) is not None
+    # Start counting from a report that includes the setup frame's flow.
+    diagnostics.wait_until(
+        lambda _: camera_count(diagnostics, "flows published") == len(flows.messages), 5.0
+    )
     keys = ("frames received", "flows published", "frames dropped", "resets")
     before = {key: camera_count(diagnostics, key) for key in keys}
     stamps = [next_stamp() for _ in range(count)]

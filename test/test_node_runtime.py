@@ -131,15 +131,21 @@ def test_compressed_input_follows_the_remapped_image_topic(harness, nodes, forma
         msg.header.frame_id = "compressed_cam"
         return msg
 
-    received = None
+    primed = None
     for _ in range(40):  # until all endpoints have matched
-        first, second = next_stamp(), next_stamp()
-        publisher.publish(compressed(first, (0.0, 0.0)))
-        publisher.publish(compressed(second, shift))
-        received = flow_for(collector, second, 0.5)
-        if received is not None:
+        stamp_value = next_stamp()
+        publisher.publish(compressed(stamp_value, (0.0, 0.0)))
+        primed = flow_for(collector, stamp_value, 0.25)
+        if primed is not None:
             break
+    assert primed is not None, node.output()
+    watcher = DiagnosticsWatcher(harness, node.fqn)
+    first, second = next_stamp(), next_stamp()
+    send_processed(publisher, watcher, compressed(first, (0.0, 0.0)))
+    publisher.publish(compressed(second, shift))
+    received = flow_for(collector, second, TIMEOUT_S)
     assert received is not None, node.output()
+    assert stamp_ns(received.previous_stamp) == first
     assert (received.flow.width, received.flow.height) == (WIDTH, HEIGHT)
     assert received.header.frame_id == "compressed_cam"
     assert median_error(received, shift) < 0.3
