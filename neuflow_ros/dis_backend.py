@@ -16,14 +16,13 @@ import numpy as np
 from neuflow_ros.bounded_cache import BoundedCache
 from neuflow_ros.flow_types import FlowResult, FramePair
 from neuflow_ros.frame_geometry import FrameGeometry, plan_geometry
+from neuflow_ros.image_conversion import to_gray
 
 DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-
-_TO_GRAY = {"rgb": cv2.COLOR_RGB2GRAY, "bgr": cv2.COLOR_BGR2GRAY}
 
 _MAX_CACHED_SOLVERS = 8
 
@@ -51,8 +50,8 @@ class DisBackend:
     def _compute_pair(self, pair: FramePair, backward: bool, output_grid: str) -> FlowResult:
         width, height = pair.size
         geometry = plan_geometry(width, height, self._inference_size, alignment=1, min_side=1)
-        gray0 = _to_grid(_to_gray(pair.previous, pair.color_order), geometry)
-        gray1 = _to_grid(_to_gray(pair.current, pair.color_order), geometry)
+        gray0 = _to_grid(to_gray(pair.previous, pair.color_order), geometry)
+        gray1 = _to_grid(to_gray(pair.current, pair.color_order), geometry)
         solver = self._solvers.get_or_create(
             (geometry.grid_width, geometry.grid_height),
             lambda: cv2.DISOpticalFlow_create(self._preset),
@@ -62,12 +61,6 @@ class DisBackend:
         if backward:
             reverse = _to_output(solver.calc(gray1, gray0, None), geometry, output_grid)
         return FlowResult(forward=forward, backward=reverse, input_size=(width, height))
-
-
-def _to_gray(frame: np.ndarray, color_order: str) -> np.ndarray:
-    if color_order == "mono":
-        return frame if frame.ndim == 2 else frame[:, :, 0]
-    return cv2.cvtColor(frame, _TO_GRAY[color_order])
 
 
 def _to_grid(gray: np.ndarray, geometry: FrameGeometry) -> np.ndarray:

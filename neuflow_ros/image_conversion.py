@@ -238,3 +238,13 @@ def rgb_to_image_payload(rgb: np.ndarray) -> tuple[int, int, str, int, bytes]:
         raise ImageFormatError(f"rgb image must have dtype uint8, got {rgb.dtype}")
     height, width = rgb.shape[:2]
     return height, width, "rgb8", width * 3, np.ascontiguousarray(rgb).tobytes()
+
+
+_TO_GRAY = {"rgb": cv2.COLOR_RGB2GRAY, "bgr": cv2.COLOR_BGR2GRAY}
+
+
+def to_gray(pixels: np.ndarray, color_order: str) -> np.ndarray:
+    """Contiguous 2-D uint8 gray from a decoded frame: DIS and corner detection need it."""
+    if color_order == "mono":
+        return np.ascontiguousarray(pixels if pixels.ndim == 2 else pixels[:, :, 0])
+    return cv2.cvtColor(pixels, _TO_GRAY[color_order])

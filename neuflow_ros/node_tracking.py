@@ -23,7 +23,7 @@ from neuflow_ros.msg import Track, TrackArray
 
 from .camera_model import CameraModel
 from .flow_worker import CameraFlow, CameraFrame
-from .image_conversion import rgb_to_image_payload
+from .image_conversion import rgb_to_image_payload, to_gray
 from .ros_messages import image_msg
 from .track_visualization import TrackTrails, draw_tracks
 from .tracker import FeatureTracker, TrackerConfig, TrackSet
@@ -44,10 +44,7 @@ class TrackingSettings:
 
 def gray_of(frame: CameraFrame) -> np.ndarray:
     """The tracker works on 8-bit gray, whatever the camera sent."""
-    if frame.color_order == "mono":
-        return np.ascontiguousarray(frame.pixels)
-    code = cv2.COLOR_RGB2GRAY if frame.color_order == "rgb" else cv2.COLOR_BGR2GRAY
-    return cv2.cvtColor(np.ascontiguousarray(frame.pixels), code)
+    return to_gray(frame.pixels, frame.color_order)
 
 
 def rgb_of(frame: CameraFrame) -> np.ndarray:

@@ -12,17 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
-import numpy as np
-
 from neuflow_ros.camera_model import CameraModel
 from neuflow_ros.camera_stream import CameraStream, ResetReason, StreamFrame
 from neuflow_ros.engine import FlowEngine, FlowResult, FramePair
 from neuflow_ros.frame_sources import SourceFrame
-from neuflow_ros.image_conversion import CameraImage, ImageFormatError
+from neuflow_ros.image_conversion import CameraImage, ImageFormatError, to_gray
 from neuflow_ros.tracker import FeatureTracker, TrackSet
-
-_TO_GRAY = {"rgb": cv2.COLOR_RGB2GRAY, "bgr": cv2.COLOR_BGR2GRAY}
 
 
 @dataclass
@@ -45,15 +40,6 @@ class PairOutput:
     current: SourceFrame
     flow: FlowResult
     tracks: TrackSet | None
-
-
-def to_gray(image: CameraImage) -> np.ndarray:
-    """Contiguous 2-D uint8 gray, which corner detection needs."""
-    pixels = image.pixels
-    if image.color_order == "mono":
-        gray = pixels if pixels.ndim == 2 else pixels[:, :, 0]
-        return np.ascontiguousarray(gray)
-    return cv2.cvtColor(pixels, _TO_GRAY[image.color_order])
 
 
 class OfflineFlowPipeline:
@@ -123,7 +109,7 @@ class OfflineFlowPipeline:
         self, image: CameraImage, stamp_ns: int, result: FlowResult | None
     ) -> TrackSet:
         assert self._tracker is not None
-        gray = to_gray(image)
+        gray = to_gray(image.pixels, image.color_order)
         self._tracker.set_camera_model(self._model_for(gray.shape[1], gray.shape[0]))
         forward = None if result is None else result.forward
         backward = None if result is None else result.backward
