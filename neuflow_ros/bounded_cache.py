@@ -28,10 +28,24 @@ class BoundedCache(Generic[ValueT]):
             self._entries.move_to_end(key)
             return self._entries[key]
         value = create()
+        self.put(key, value)
+        return value
+
+    def get(self, key: Hashable) -> ValueT | None:
+        """The value for ``key`` (now the most recently used), or None."""
+        if key not in self._entries:
+            return None
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def put(self, key: Hashable, value: ValueT) -> None:
         self._entries[key] = value
+        self._entries.move_to_end(key)
         if len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
-        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

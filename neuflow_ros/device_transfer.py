@@ -1,7 +1,7 @@
 """Camera frames onto the compute device in network layout, and flow back off it.
 
 Frames cross the bus as uint8 (a quarter of the float32 bytes) through pinned
-staging buffers, which allow asynchronous copies; colour conversion,
+staging buffers, copied asynchronously on a stream of their own; colour conversion,
 resizing and padding then run on the device, where they are nearly free.
 Buffers are cached per shape, so a steady stream allocates nothing per frame
 (intermediate tensors come from PyTorch's caching allocator).
@@ -29,6 +29,9 @@ class _StagingBuffers:
     copied: torch.cuda.Event | None
     """Marks the end of the last asynchronous copy out of ``host``, which must
     not be overwritten before it."""
+    consumed: torch.cuda.Event | None
+    """Marks the end of the compute stream's last read of ``device``, which the
+    next copy into it must wait for."""
 
 
 class FrameUploader:
@@ -37,6 +40,9 @@ class FrameUploader:
     def __init__(self, device: torch.device) -> None:
         self._device = device
         self._buffers: BoundedCache[_StagingBuffers] = BoundedCache(_MAX_CACHED_SHAPES)
+        # Copies run on a stream of their own, so a frame's upload never waits
+        # behind network kernels still queued on the compute stream.
+        self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def upload(
         self,
@@ -55,10 +61,18 @@ class FrameUploader:
         for slot, frame in zip(staging, frames, strict=True):
             # numpy copies any strided view (padded rows, dropped alpha) in place.
             slot[...] = frame if frame.ndim == 3 else frame[:, :, None]
-        if buffers.copied is not None:
-            buffers.device.copy_(buffers.host, non_blocking=True)
-            buffers.copied.record(torch.cuda.current_stream(self._device))
-        images = _fit_to_grid(buffers.device.permute(0, 3, 1, 2).float(), geometry)
+        compute_stream = None
+        if self._copy_stream is not None:
+            compute_stream = torch.cuda.current_stream(self._device)
+            self._copy_stream.wait_event(buffers.consumed)
+            with torch.cuda.stream(self._copy_stream):
+                buffers.device.copy_(buffers.host, non_blocking=True)
+                buffers.copied.record(self._copy_stream)
+            compute_stream.wait_event(buffers.copied)
+        images = buffers.device.permute(0, 3, 1, 2).float()
+        if compute_stream is not None:
+            buffers.consumed.record(compute_stream)
+        images = _fit_to_grid(images, geometry)
         if channels == 1:
             images = images.expand(-1, 3, -1, -1)
         elif color_order == "bgr":
@@ -67,13 +81,17 @@ class FrameUploader:
         return images.to(dtype).contiguous(memory_format=torch.channels_last)
 
     def _allocate(self, shape: tuple[int, ...]) -> _StagingBuffers:
-        if self._device.type != "cuda":
+        if self._copy_stream is None:
             host = torch.empty(shape, dtype=torch.uint8)
-            return _StagingBuffers(host=host, device=host, copied=None)
+            return _StagingBuffers(host=host, device=host, copied=None, consumed=None)
+        device = torch.empty(shape, dtype=torch.uint8, device=self._device)
+        # The allocator must not hand this memory out again while a copy is queued.
+        device.record_stream(self._copy_stream)
         return _StagingBuffers(
             host=torch.empty(shape, dtype=torch.uint8, pin_memory=True),
-            device=torch.empty(shape, dtype=torch.uint8, device=self._device),
+            device=device,
             copied=torch.cuda.Event(),
+            consumed=torch.cuda.Event(),
         )
 
 

@@ -44,6 +44,9 @@ class DisBackend:
     ) -> list[FlowResult]:
         return [self._compute_pair(pair, backward, output_grid) for pair in pairs]
 
+    encoded_frames = None
+    """DIS has no per-image encoding to count or reuse."""
+
     def gpu_memory_bytes(self) -> None:
         return None
 

@@ -56,6 +56,8 @@ _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 _SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 
 _log = logging.getLogger(__name__)
+_WARM_UP_STREAM = object()
+"""Part of the warm-up's stream names, so they never collide with a caller's."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ class EngineConfig:
     ``inference_size`` is ``(width, height)``, multiples of 16: run at that
     fixed resolution. None runs at the native size, padded to a multiple of
     16 (edge replication) and cropped back. ``iters_s16``/``iters_s8`` apply
-    to NeuFlow v2 only. fp16 needs CUDA: with ``device='cpu'`` it is an
+    to NeuFlow v2 only. ``streaming`` reuses a frame's backbone output for
+    the next pair of the same ``FramePair.stream`` (same flow, half the
+    backbone work); ``cuda_graphs`` replays the network from CUDA graphs on
+    CUDA (ignored on the CPU). fp16 needs CUDA: with ``device='cpu'`` it is an
     error; with ``device='auto'`` on a machine without CUDA the engine falls
     back to fp32 and logs a warning, so one configuration serves both kinds
     of robot. ``num_threads`` sets the process-wide torch and OpenCV thread
@@ -82,6 +87,8 @@ class EngineConfig:
     iters_s16: int = 1
     iters_s8: int = 8
     fold_batchnorm: bool = True
+    streaming: bool = True
+    cuda_graphs: bool = True
     dis_preset: str = DEFAULT_DIS_PRESET
     num_threads: int | None = None
 
@@ -117,8 +124,9 @@ class EngineConfig:
             object.__setattr__(self, "inference_size", validate_inference_size(self.inference_size))
         for name in ("iters_s16", "iters_s8"):
             _check_positive_int(name, getattr(self, name))
-        if not isinstance(self.fold_batchnorm, bool):
-            raise ValueError(f"fold_batchnorm must be a bool, got {self.fold_batchnorm!r}")
+        for name in ("fold_batchnorm", "streaming", "cuda_graphs"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.dis_preset not in DIS_PRESETS:
             raise ValueError(
                 f"dis_preset must be one of {tuple(DIS_PRESETS)}, got {self.dis_preset!r}"
@@ -133,6 +141,9 @@ class _Backend(Protocol):
     ) -> list[FlowResult]: ...
 
     def gpu_memory_bytes(self) -> int | None: ...
+
+    @property
+    def encoded_frames(self) -> int | None: ...
 
 
 class FlowEngine:
@@ -197,23 +208,44 @@ class FlowEngine:
         backward: bool = False,
         output_grid: str = "input",
     ) -> None:
-        """Run the expected workload once at start-up so the first real frame is not slow.
+        """Run the expected workload at start-up so the first real frames are not slow.
 
-        The first call for a shape allocates buffers and, on CUDA, lets cuDNN
-        choose its algorithms, which can take far longer than a frame.
+        The first calls for a shape allocate buffers and, on CUDA, let cuDNN
+        choose its algorithms and record the CUDA graphs, which takes far
+        longer than a frame. The warm-up frames form a stream of their own, so
+        what gets prepared is the steady state of a camera stream (one new
+        image per pair when streaming).
         """
         if color_order not in COLOR_ORDERS:
             raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
         _check_positive_int("batch", batch)
         shape = (height, width) if color_order == "mono" else (height, width, 3)
-        frame = np.zeros(shape, dtype=np.uint8)
-        pairs = [FramePair(frame, frame, color_order)] * batch
-        for _ in range(2 if self._device.startswith("cuda") else 1):
+        frames = (np.zeros(shape, dtype=np.uint8), np.full(shape, 128, dtype=np.uint8))
+        calls = 1
+        if self._device.startswith("cuda"):
+            from neuflow_ros.cuda_graphs import EAGER_CALLS_BEFORE_CAPTURE
+
+            # One call starting the stream, then the steady state until its graphs exist.
+            calls = 2 + EAGER_CALLS_BEFORE_CAPTURE
+        for call in range(calls):
+            previous, current = frames[call % 2], frames[(call + 1) % 2]
+            pairs = [
+                FramePair(previous, current, color_order, stream=(_WARM_UP_STREAM, index))
+                for index in range(batch)
+            ]
             self.compute(pairs, backward=backward, output_grid=output_grid)
 
     def gpu_memory_bytes(self) -> int | None:
         """GPU memory PyTorch holds for this process, or None when running on the CPU."""
         return self._backend.gpu_memory_bytes()
+
+    @property
+    def encoded_frames(self) -> int | None:
+        """Images the network's backbone has processed (None for DIS, which has none).
+
+        Compared with the pairs computed it shows what streaming saves.
+        """
+        return self._backend.encoded_frames
 
     def _create_neuflow_backend(self) -> _Backend:
         config = self._config
@@ -267,6 +299,9 @@ class FlowEngine:
             config.inference_size,
             config.iters_s16,
             config.iters_s8,
+            streaming=config.streaming,
+            cuda_graphs=config.cuda_graphs,
+            logger=self._logger,
         )
 
 

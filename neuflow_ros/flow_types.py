@@ -6,6 +6,7 @@ importing the engine (which imports the backends).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +28,20 @@ class FramePair:
     Frames are uint8 arrays as a camera driver delivers them: ``HxW`` or
     ``HxWx1`` for ``'mono'``, ``HxWx3`` for ``'rgb'``/``'bgr'``. Views with
     padded rows or a dropped alpha channel are fine; they are never written to.
+
+    ``stream`` names the camera stream the pair belongs to (any hashable, e.g.
+    the camera name). With it, an engine in streaming mode keeps what it
+    computed from ``current`` alone and reuses it when the stream's next pair
+    starts with that same array object, so each frame goes through the
+    backbone once. Frames of a stream must therefore not be modified after
+    they are handed over; a new array (a reset, a re-decoded frame) is simply
+    computed afresh.
     """
 
     previous: np.ndarray
     current: np.ndarray
     color_order: str
+    stream: Hashable | None = None
 
     def __post_init__(self) -> None:
         if self.color_order not in COLOR_ORDERS:

@@ -4,21 +4,30 @@ A GPU is far from busy with one robot-resolution pair, so everything that
 can share a network pass does: all pairs that end up on the same grid (same
 input size, or any size when a fixed inference size is set) and, for
 backward flow, the swapped pairs stacked into the same batch. Each frame is
-encoded once, however many pairs it appears in.
+encoded once, however many pairs it appears in, and in streaming mode once
+per stream: the frame that ends one pair starts the next (stream_encodings).
+On CUDA both network halves are replayed from CUDA graphs (cuda_graphs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 import torch
 
 from neuflow_ros.bounded_cache import BoundedCache
+from neuflow_ros.cuda_graphs import GraphedFunction
 from neuflow_ros.device_transfer import FlowDownloader, FrameUploader
 from neuflow_ros.flow_types import FlowResult, FramePair
 from neuflow_ros.frame_geometry import FrameGeometry, plan_geometry
 from neuflow_ros.models import EncodedImages, FlowNetwork
+from neuflow_ros.stream_encodings import StreamEncodings
+
+_Slot = tuple[str, int]
+"""Where a pair's frame is encoded: ('new', i) in this call's batch, or ('kept', i)
+among the encodings kept from earlier calls."""
 
 
 @dataclass
@@ -44,6 +53,9 @@ class NeuFlowBackend:
         inference_size: tuple[int, int] | None,
         iters_s16: int,
         iters_s8: int,
+        streaming: bool = True,
+        cuda_graphs: bool = True,
+        logger: logging.Logger | None = None,
     ) -> None:
         self._model = model
         self._device = device
@@ -53,6 +65,18 @@ class NeuFlowBackend:
         self._forward_options = (
             {"iters_s16": iters_s16, "iters_s8": iters_s8} if version == "neuflow_v2" else {}
         )
+        self._streams = StreamEncodings() if streaming else None
+        self._encode: Callable[[torch.Tensor], EncodedImages] = model.encode
+        self._decode_selected: Callable[..., torch.Tensor] = self._decode_pairs
+        if cuda_graphs and device.type == "cuda":
+            self._encode = GraphedFunction(
+                model.encode, "encode", model.grids.tensors, logger
+            )
+            self._decode_selected = GraphedFunction(
+                self._decode_pairs, "decode", model.grids.tensors, logger
+            )
+        self.encoded_frames = 0
+        """Images through the backbone so far: with streaming about one per pair."""
         self._uploader = FrameUploader(device)
         self._indices: BoundedCache[tuple[torch.Tensor, torch.Tensor]] = BoundedCache(16)
         self._downloader = FlowDownloader(device)
@@ -97,57 +121,119 @@ class NeuFlowBackend:
     def _run_batch(self, batch: list[_PairGroup], backward: bool) -> None:
         """One network pass for every group on the same grid; flow is left on the groups.
 
-        Every frame is encoded once; the pairwise part then runs on one batch
-        holding, per group, its forward pairs and (backward) the same pairs
-        swapped, so each group's outputs are one contiguous slice. Encoding
-        once instead of per pair saves the backbone on half the images when
-        backward flow is asked for.
+        Every frame is encoded at most once: a stream's first frame comes from
+        the previous call when streaming, the rest are encoded together. The
+        pairwise part then runs on one batch holding, per group, its forward
+        pairs and (backward) the same pairs swapped, so each group's outputs
+        are one contiguous slice.
         """
-        images = []
+        uploads: list[torch.Tensor] = []
+        reused: list[EncodedImages] = []
+        slots: list[tuple[list[_Slot], list[_Slot]]] = []
+        uploaded_count = 0
         for group in batch:
-            previous = [pair.previous for pair in group.pairs]
-            frames = previous + [pair.current for pair in group.pairs]
-            images.append(
+            signature = self._signature(group)
+            to_upload = []
+            previous_slots: list[_Slot] = []
+            for pair in group.pairs:
+                kept = (
+                    self._streams.lookup(pair.stream, pair.previous, signature)
+                    if self._streams is not None
+                    else None
+                )
+                if kept is None:
+                    previous_slots.append(("new", uploaded_count + len(to_upload)))
+                    to_upload.append(pair.previous)
+                else:
+                    previous_slots.append(("kept", len(reused)))
+                    reused.append(kept)
+            current_slots: list[_Slot] = [
+                ("new", uploaded_count + len(to_upload) + offset)
+                for offset in range(len(group.pairs))
+            ]
+            to_upload += [pair.current for pair in group.pairs]
+            uploads.append(
                 self._uploader.upload(
-                    frames, group.pairs[0].color_order, group.geometry, self._dtype
+                    to_upload, group.pairs[0].color_order, group.geometry, self._dtype
                 )
             )
-        encoded = self._model.encode(images[0] if len(images) == 1 else torch.cat(images))
-        first, second = self._pair_indices([len(group.pairs) for group in batch], backward)
-        flow = self._model.decode(
-            _select(encoded, first), _select(encoded, second), **self._forward_options
+            uploaded_count += len(to_upload)
+            slots.append((previous_slots, current_slots))
+        encoded = self._encode(uploads[0] if len(uploads) == 1 else torch.cat(uploads))
+        self.encoded_frames += uploaded_count
+        if reused:
+            encoded = _concatenate([encoded, *reused])
+        first, second = self._pair_indices(slots, uploaded_count, backward)
+        flow = self._decode_selected(
+            encoded.features_s16, encoded.features_s8, encoded.upsample_context, first, second
         )
         start = 0
-        for group in batch:
+        for group, (_, current_slots) in zip(batch, slots, strict=True):
             stop = start + len(group.pairs) * (2 if backward else 1)
             group.flow = flow[start:stop]
             start = stop
+            if self._streams is not None:
+                signature = self._signature(group)
+                for pair, (_, index) in zip(group.pairs, current_slots, strict=True):
+                    if pair.stream is not None:
+                        self._streams.remember(
+                            pair.stream, pair.current, signature, _copy_item(encoded, index)
+                        )
+
+    def _decode_pairs(
+        self,
+        features_s16: torch.Tensor,
+        features_s8: torch.Tensor,
+        upsample_context: torch.Tensor,
+        first: torch.Tensor,
+        second: torch.Tensor,
+    ) -> torch.Tensor:
+        """Flow for the frame pairs (first[i], second[i]) of one batch of encodings.
+
+        Tensors only in and out, so that the whole pairwise part, gathering
+        included, can be one CUDA graph.
+        """
+        encoded = EncodedImages(features_s16, features_s8, upsample_context)
+        return self._model.decode(
+            _select(encoded, first), _select(encoded, second), **self._forward_options
+        )
+
+    def _signature(self, group: _PairGroup) -> tuple:
+        """What an encoding depends on besides the pixels."""
+        return (group.pairs[0].size, group.pairs[0].color_order, group.geometry, self._dtype)
 
     def _pair_indices(
-        self, group_sizes: list[int], backward: bool
+        self,
+        slots: list[tuple[list[_Slot], list[_Slot]]],
+        uploaded_count: int,
+        backward: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Which encoded frames form each pair of the batch (frame 0, frame 1).
 
-        Encoded frames are laid out per group as [previous..., current...].
-        Cached, because a camera setup produces the same layout every frame.
+        Encoded frames are laid out as [newly encoded..., kept from earlier
+        calls...]. Cached, because a camera setup produces the same layout
+        every frame.
         """
 
+        def position(slot: _Slot) -> int:
+            kind, index = slot
+            return index if kind == "new" else uploaded_count + index
+
+        first: list[int] = []
+        second: list[int] = []
+        for previous_slots, current_slots in slots:
+            previous = [position(slot) for slot in previous_slots]
+            current = [position(slot) for slot in current_slots]
+            first += previous + (current if backward else [])
+            second += current + (previous if backward else [])
+
         def build() -> tuple[torch.Tensor, torch.Tensor]:
-            first: list[int] = []
-            second: list[int] = []
-            offset = 0
-            for count in group_sizes:
-                previous = list(range(offset, offset + count))
-                current = list(range(offset + count, offset + 2 * count))
-                first += previous + (current if backward else [])
-                second += current + (previous if backward else [])
-                offset += 2 * count
             return (
                 torch.tensor(first, device=self._device),
                 torch.tensor(second, device=self._device),
             )
 
-        return self._indices.get_or_create((tuple(group_sizes), backward), build)
+        return self._indices.get_or_create((tuple(first), tuple(second)), build)
 
     def _collect(
         self,
@@ -164,6 +250,26 @@ class NeuFlowBackend:
                 backward=flows[count + offset] if backward else None,
                 input_size=pair.size,
             )
+
+
+def _concatenate(parts: list[EncodedImages]) -> EncodedImages:
+    return EncodedImages(
+        **{
+            field.name: torch.cat([getattr(part, field.name) for part in parts])
+            for field in fields(EncodedImages)
+        }
+    )
+
+
+def _copy_item(encoded: EncodedImages, index: int) -> EncodedImages:
+    """One frame's encoding in memory of its own: graph outputs and batch tensors are
+    overwritten or freed by the next call, a kept encoding must outlive them."""
+    return EncodedImages(
+        **{
+            field.name: getattr(encoded, field.name)[index : index + 1].clone()
+            for field in fields(encoded)
+        }
+    )
 
 
 def _select(encoded: EncodedImages, indices: torch.Tensor) -> EncodedImages:

@@ -32,6 +32,11 @@ class GridCache:
             self._entries[key] = tensor
         return tensor
 
+    def tensors(self) -> list[Tensor]:
+        """Every cached tensor: a captured CUDA graph reads them by address, so it must
+        keep them alive even after this cache drops them."""
+        return list(self._entries.values())
+
     def pixel_grid(self, height: int, width: int, like: Tensor) -> Tensor:
         """[2, h, w] holding (x, y) pixel indices: channel 0 horizontal, as flow is."""
         key = ("pixel", height, width, like.device, like.dtype)
