@@ -4,6 +4,10 @@ For real ROS 2 installs (Humble, Jazzy, Kilted):
     ros2 launch neuflow_ros neuflow.launch.py image:=/camera/image_raw \
         camera_info:=/camera/camera_info backend:=neuflow_v2 checkpoint:=/path/neuflow_mixed.pth
 
+lifecycle:=true starts the managed variant (neuflow_lifecycle_node): it loads
+nothing until a manager (`ros2 lifecycle set /neuflow configure`, nav2's
+lifecycle_manager, ...) configures and activates it.
+
 backend, checkpoint and device override params_file only when given, so a
 params file stays the single source of truth otherwise. image / camera_info
 remap the topics of the default single camera; for several cameras list them
@@ -24,6 +28,8 @@ from launch import LaunchDescription
 FASTDDS_PROFILE_VARIABLES_2X = ("FASTRTPS_DEFAULT_PROFILES_FILE",)
 FASTDDS_PROFILE_VARIABLES_3X = ("FASTDDS_DEFAULT_PROFILES_FILE",)
 DISTROS_WITH_FASTDDS_2X = ("humble", "jazzy")
+EXECUTABLES = {"false": "neuflow_node", "true": "neuflow_lifecycle_node"}
+"""Executable for each value of the lifecycle argument."""
 
 
 def _profile_variables() -> tuple[str, ...]:
@@ -40,6 +46,9 @@ def _launch_node(context, *_args, **_kwargs):
         value = LaunchConfiguration(name).perform(context)
         if value:
             overrides[name] = value
+    lifecycle = LaunchConfiguration("lifecycle").perform(context).strip().lower()
+    if lifecycle not in EXECUTABLES:
+        raise ValueError(f"launch argument 'lifecycle' must be true or false, got '{lifecycle}'")
     actions = []
     profile = LaunchConfiguration("fastdds_profile").perform(context)
     if profile:
@@ -47,7 +56,7 @@ def _launch_node(context, *_args, **_kwargs):
     actions.append(
         Node(
             package="neuflow_ros",
-            executable="neuflow_node",
+            executable=EXECUTABLES[lifecycle],
             name="neuflow",
             namespace=LaunchConfiguration("namespace"),
             parameters=[LaunchConfiguration("params_file"), overrides],
@@ -98,6 +107,11 @@ def generate_launch_description() -> LaunchDescription:
             default_value=os.path.join(share, "config", "fastdds_profile.xml"),
             description="Fast DDS XML profile for large images between processes "
                         "(shared memory); empty = leave the environment alone.",
+        ),
+        DeclareLaunchArgument(
+            "lifecycle", default_value="false",
+            description="true: the managed (lifecycle) node, which waits for configure and "
+                        "activate; false: the plain node, which starts at once.",
         ),
         OpaqueFunction(function=_launch_node),
     ])

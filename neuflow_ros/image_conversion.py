@@ -215,11 +215,13 @@ def decode_compressed_image(format: str, data: ImageBuffer) -> CameraImage:
     )
 
 
-def flow_to_image_payload(flow: np.ndarray) -> tuple[int, int, str, int, bytes]:
+def flow_to_image_payload(flow: np.ndarray) -> tuple[int, int, str, int, memoryview]:
     """Pack an HxWx2 flow field as the fields of a ``32FC2`` Image (little-endian, is_bigendian=0).
 
     32FC2 is what flow consumers in the ROS ecosystem (e.g. OpenCV-based
-    tools) expect: two float channels (dx, dy) in pixels.
+    tools) expect: two float channels (dx, dy) in pixels. The data is a byte
+    view of the (contiguous) flow, not a copy: a 640x480 flow is 2.4 MB, and
+    the message needs one copy of it anyway.
     """
     if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] == 0 or flow.shape[1] == 0:
         raise ImageFormatError(f"flow must have shape HxWx2 with H, W > 0, got {flow.shape}")
@@ -227,17 +229,20 @@ def flow_to_image_payload(flow: np.ndarray) -> tuple[int, int, str, int, bytes]:
         raise ImageFormatError(f"flow must be floating point, got dtype {flow.dtype}")
     height, width = flow.shape[:2]
     little_endian = np.ascontiguousarray(flow, dtype="<f4")
-    return height, width, "32FC2", width * 8, little_endian.tobytes()
+    return height, width, "32FC2", width * 8, memoryview(little_endian).cast("B")
 
 
-def rgb_to_image_payload(rgb: np.ndarray) -> tuple[int, int, str, int, bytes]:
-    """Pack an HxWx3 uint8 RGB image (e.g. a flow visualisation) as the fields of an rgb8 Image."""
+def rgb_to_image_payload(rgb: np.ndarray) -> tuple[int, int, str, int, memoryview]:
+    """Pack an HxWx3 uint8 RGB image (e.g. a flow visualisation) as the fields of an rgb8 Image.
+
+    Like flow_to_image_payload, the data is a byte view, copied only if rgb is not contiguous.
+    """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageFormatError(f"rgb image must have shape HxWx3 with H, W > 0, got {rgb.shape}")
     if rgb.dtype != np.uint8:
         raise ImageFormatError(f"rgb image must have dtype uint8, got {rgb.dtype}")
     height, width = rgb.shape[:2]
-    return height, width, "rgb8", width * 3, np.ascontiguousarray(rgb).tobytes()
+    return height, width, "rgb8", width * 3, memoryview(np.ascontiguousarray(rgb)).cast("B")
 
 
 _TO_GRAY = {"rgb": cv2.COLOR_RGB2GRAY, "bgr": cv2.COLOR_BGR2GRAY}

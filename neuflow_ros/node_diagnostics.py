@@ -117,6 +117,7 @@ class _CameraHealth:
         self.latency_s = EventWindow(self.window_s)
         self.callback_s = EventWindow(self.window_s)
         self.publish_s = EventWindow(self.window_s)
+        self.tracking_s = EventWindow(self.window_s)
         self.queue_wait_s = EventWindow(self.window_s)
 
 
@@ -213,15 +214,28 @@ class NodeHealth:
             self._inference_s.add(now_s, seconds)
 
     def flow_published(
-        self, camera: str, now_s: float, latency_s: float, publish_s: float
+        self,
+        camera: str,
+        now_s: float,
+        latency_s: float,
+        publish_s: float,
+        tracking_s: float | None = None,
     ) -> None:
-        """latency_s: image stamp to publish; publish_s: message building and publishing."""
+        """Flow of one frame pair went out.
+
+        latency_s: image stamp to publish. publish_s: the node's own work after
+        the flow computation (message building, conversions, publishing).
+        tracking_s: the feature tracker's update, None when tracking is off; it
+        is an algorithm, not overhead, so it is kept apart from publish_s.
+        """
         with self._lock:
             health = self._cameras[camera]
             health.flows += 1
             health.outputs.add(now_s)
             health.latency_s.add(now_s, latency_s)
             health.publish_s.add(now_s, publish_s)
+            if tracking_s is not None:
+                health.tracking_s.add(now_s, tracking_s)
 
     def visualization_published(self, camera: str) -> None:
         with self._lock:
@@ -238,6 +252,18 @@ class NodeHealth:
             self._engine_state = "ready"
             self._engine_info = dict(info)
 
+    def engine_starting(self) -> None:
+        """A worker is (re)starting: the lifecycle node activating again."""
+        with self._lock:
+            if self._engine_state != "failed":
+                self._engine_state = "starting"
+
+    def engine_inactive(self) -> None:
+        """The worker was stopped on purpose (lifecycle deactivate): not an error."""
+        with self._lock:
+            if self._engine_state != "failed":
+                self._engine_state = "inactive"
+
     def engine_failed(self, detail: str) -> None:
         with self._lock:
             self._engine_state = "failed"
@@ -245,7 +271,7 @@ class NodeHealth:
 
     def worker_stopped(self, detail: str) -> None:
         with self._lock:
-            if self._engine_state != "failed":
+            if self._engine_state not in ("failed", "inactive"):
                 self._engine_state = "stopped"
                 self._engine_detail = detail
 
@@ -295,6 +321,8 @@ class NodeHealth:
             )
         elif self._engine_state == "starting":
             level, message = OK, "flow engine starting"
+        elif self._engine_state == "inactive":
+            level, message = OK, "inactive: not processing images"
         else:
             level = OK
             message = (
@@ -329,8 +357,13 @@ class NodeHealth:
             ("callback time p50 (ms)", _ms(health.callback_s.percentile(now_s, 0.5))),
             ("queue wait p50 (ms)", _ms(health.queue_wait_s.percentile(now_s, 0.5))),
             ("publish time p50 (ms)", _ms(health.publish_s.percentile(now_s, 0.5))),
+            ("publish time p95 (ms)", _ms(health.publish_s.percentile(now_s, 0.95))),
+            ("tracking time p50 (ms)", _ms(health.tracking_s.percentile(now_s, 0.5))),
+            ("tracking time p95 (ms)", _ms(health.tracking_s.percentile(now_s, 0.95))),
         ]
         name = f"{self.node_name}: camera {camera}" if camera else f"{self.node_name}: camera"
+        if self._engine_state == "inactive":
+            return StatusReport(name, OK, f"inactive: not subscribed to {health.topic}", values)
         silent_s = None if health.last_received_s is None else now_s - health.last_received_s
         if silent_s is None:
             return StatusReport(name, WARN, f"waiting for images on {health.topic}", values)
@@ -353,7 +386,6 @@ class NodeHealth:
         return StatusReport(
             name, OK, f"{input_rate:.1f} Hz in, {output_rate:.1f} Hz flow out", values
         )
-
 
 
 class WarningThrottle:

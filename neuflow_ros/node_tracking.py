@@ -8,6 +8,7 @@ It runs on the worker thread, right after the flow of a batch is published.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -117,23 +118,34 @@ class CameraTracking:
         )
         self.tracker.set_camera_model(self.camera_model)
 
-    def advance(self, flow: CameraFlow) -> TrackSet:
-        """Tracks on flow.current; (re)starts on flow.previous after any break in the chain."""
+    def advance(self, flow: CameraFlow) -> tuple[TrackSet, float]:
+        """Tracks on flow.current, and the seconds the tracker itself took.
+
+        (Re)starts on flow.previous after any break in the chain. Only the
+        tracker's update is timed: preparing its inputs is the node's overhead.
+        """
+        tracker_s = 0.0
         if self._tracked_stamp_ns != flow.previous.stamp_ns:
             self.tracker.reset()
-            self.trails.update(self.tracker.update(gray_of(flow.previous),
-                                                   flow.previous.stamp_ns / 1e9))
+            gray = gray_of(flow.previous)
+            started = time.perf_counter()
+            first = self.tracker.update(gray, flow.previous.stamp_ns / 1e9)
+            tracker_s += time.perf_counter() - started
+            self.trails.update(first)
         width, height = flow.result.input_size
         backward = flow.result.backward
+        gray = gray_of(flow.current)
+        forward_flow = flow_on_image_grid(flow.result.forward, width, height)
+        backward_flow = None if backward is None else flow_on_image_grid(backward, width, height)
+        started = time.perf_counter()
         tracks = self.tracker.update(
-            gray_of(flow.current),
-            flow.current.stamp_ns / 1e9,
-            forward_flow=flow_on_image_grid(flow.result.forward, width, height),
-            backward_flow=None if backward is None else flow_on_image_grid(backward, width, height),
+            gray, flow.current.stamp_ns / 1e9,
+            forward_flow=forward_flow, backward_flow=backward_flow,
         )
+        tracker_s += time.perf_counter() - started
         self._tracked_stamp_ns = flow.current.stamp_ns
         self.trails.update(tracks)
-        return tracks
+        return tracks, tracker_s
 
 
 class TrackOutputs:
@@ -155,8 +167,14 @@ class TrackOutputs:
         self._cameras = {camera: CameraTracking(config) for camera in publishers}
 
     def publish(self, flow: CameraFlow, header: Header, previous_stamp: Time,
-                camera_info: CameraInfo | None) -> None:
-        """Advance one camera's tracks to flow.current and publish them."""
+                camera_info: CameraInfo | None) -> float:
+        """Advance one camera's tracks to flow.current and publish them.
+
+        Returns the tracker's own time, which diagnostics report apart from the
+        node's overhead. The tracker runs even when nobody listens, so tracks
+        keep their ids and ages for a subscriber that comes later; only the
+        messages nobody would receive are not built.
+        """
         tracking = self._cameras[flow.camera]
         tracking.use_calibration(camera_info)
         if camera_info is None:
@@ -165,10 +183,12 @@ class TrackOutputs:
                 "no camera_info received: normalized track coordinates are NaN"
                 + (" and ~/features is not published" if self._settings.vins_features else ""),
             )
-        tracks = tracking.advance(flow)
+        tracks, tracker_s = tracking.advance(flow)
         tracks_publisher, features_publisher, vis_publisher = self._publishers[flow.camera]
-        tracks_publisher.publish(track_array_message(header, previous_stamp, tracks))
-        if features_publisher is not None and tracking.camera_model is not None:
+        if tracks_publisher.get_subscription_count() > 0:
+            tracks_publisher.publish(track_array_message(header, previous_stamp, tracks))
+        if (features_publisher is not None and tracking.camera_model is not None
+                and features_publisher.get_subscription_count() > 0):
             try:
                 features = vins_feature_arrays(
                     tracks, tracking.camera_model,
@@ -181,3 +201,4 @@ class TrackOutputs:
         if vis_publisher.get_subscription_count() > 0:
             drawn = draw_tracks(rgb_of(flow.current), tracks, tracking.trails)
             vis_publisher.publish(image_msg(header, rgb_to_image_payload(drawn)))
+        return tracker_s

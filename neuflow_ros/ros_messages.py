@@ -22,11 +22,14 @@ def time_msg(stamp_ns_value: int) -> Time:
     return Time(sec=sec, nanosec=nanosec)
 
 
-def image_msg(header: Header, payload: tuple[int, int, str, int, bytes]) -> Image:
+def image_msg(header: Header, payload: tuple[int, int, str, int, memoryview]) -> Image:
     """Image from an image_conversion payload (height, width, encoding, step, data)."""
     height, width, encoding, step, data = payload
-    # array('B', bytes) is one memcpy; a bytes object would be checked per element.
+    # frombytes copies any buffer with one memcpy; rclpy takes array('B') as it is,
+    # while a bytes object would be converted (and checked) element by element.
+    pixels = array("B")
+    pixels.frombytes(data)
     return Image(
         header=header, height=height, width=width, encoding=encoding,
-        is_bigendian=0, step=step, data=array("B", data),
+        is_bigendian=0, step=step, data=pixels,
     )

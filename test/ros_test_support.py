@@ -55,18 +55,25 @@ def large_data_environment() -> dict[str, str]:
     return env
 
 
-def node_command() -> list[str]:
+NODE_MODULES = {
+    "neuflow_node": "neuflow_ros.node",
+    "neuflow_lifecycle_node": "neuflow_ros.node_lifecycle",
+}
+"""Installed executable -> the module it runs, for a tree that is not built (yet)."""
+
+
+def node_command(executable_name: str = "neuflow_node") -> list[str]:
     """The installed executable when the package is built, else the module."""
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
         prefix = Path(get_package_prefix("neuflow_ros"))
-        executable = prefix / "lib" / "neuflow_ros" / "neuflow_node"
+        executable = prefix / "lib" / "neuflow_ros" / executable_name
         if executable.exists():
             return [sys.executable, str(executable)]
     except (ImportError, PackageNotFoundError):
         pass
-    return [sys.executable, "-m", "neuflow_ros.node"]
+    return [sys.executable, "-m", NODE_MODULES[executable_name]]
 
 
 def stamp(stamp_ns: int) -> Time:
@@ -108,6 +115,7 @@ class NodeProcess:
         remappings: dict[str, str] | None = None,
         extra_env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        executable: str = "neuflow_node",
     ) -> None:
         self.namespace = namespace or unique_namespace("node")
         self.name = "neuflow"
@@ -128,7 +136,8 @@ class NodeProcess:
         env.update(extra_env or {})
         self._log_file = self._log_path.open("wb")
         self.process = subprocess.Popen(
-            [*node_command(), *args], stdout=self._log_file, stderr=subprocess.STDOUT, env=env
+            [*node_command(executable), *args], stdout=self._log_file, stderr=subprocess.STDOUT,
+            env=env,
         )
 
     def topic(self, relative: str) -> str:
@@ -272,6 +281,22 @@ class RosHarness:
                     raise TimeoutError(f"{node_fqn}/set_parameters did not answer")
                 time.sleep(0.01)
             return list(future.result().results)
+        finally:
+            self.node.destroy_client(client)
+
+    def call(self, srv_type: Any, service: str, request: Any, timeout_s: float = 10.0) -> Any:
+        """Call a service of another process and return its response (TimeoutError if none)."""
+        client = self.node.create_client(srv_type, service)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                raise TimeoutError(f"{service} is not available")
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout_s
+            while not future.done():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} did not answer")
+                time.sleep(0.01)
+            return future.result()
         finally:
             self.node.destroy_client(client)
 

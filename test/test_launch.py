@@ -16,8 +16,9 @@ import pytest
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "neuflow.launch.py"
 EXPECTED_ARGUMENTS = {
     "image", "camera_info", "namespace", "params_file", "backend", "checkpoint", "device",
-    "fastdds_profile",
+    "fastdds_profile", "lifecycle",
 }
+SCRIPTS = LAUNCH_FILE.parents[1] / "scripts"
 
 
 def _calls(tree: ast.AST, function: str) -> list[ast.Call]:
@@ -67,6 +68,27 @@ def test_topics_are_remapped_and_fastdds_profile_variables_are_set(tree):
     assert remapped == {"image", "camera_info"}
 
 
+def _module_constant(tree: ast.AST, name: str):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == name for target in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not assigned in {LAUNCH_FILE.name}")
+
+
+def test_lifecycle_argument_chooses_the_executable(tree):
+    executables = _module_constant(tree, "EXECUTABLES")
+    assert executables == {"false": "neuflow_node", "true": "neuflow_lifecycle_node"}
+    for executable in executables.values():
+        assert (SCRIPTS / executable).is_file(), f"scripts/{executable} is missing"
+    (node_call,) = _calls(tree, "Node")
+    executable = next(k.value for k in node_call.keywords if k.arg == "executable")
+    assert isinstance(executable, ast.Subscript)
+    assert isinstance(executable.value, ast.Name) and executable.value.id == "EXECUTABLES"
+    assert "lifecycle" in _first_string_arguments(_calls(tree, "LaunchConfiguration"))
+
+
 def _launch_available() -> bool:
     try:
         import launch
@@ -98,3 +120,4 @@ def test_launch_description():
     assert defaults["params_file"].endswith("config/neuflow.yaml")
     assert defaults["fastdds_profile"].endswith("config/fastdds_profile.xml")
     assert defaults["backend"] == ""
+    assert defaults["lifecycle"] == "false"

@@ -169,3 +169,42 @@ def test_warning_throttle_is_per_key_and_counts_suppressed():
     assert throttle.admit(("down", "data_length"), 2.0) == 0
     assert throttle.admit(("front", "zero_size"), 2.0) == 0
     assert throttle.admit(("front", "data_length"), 5.5) == 2
+
+
+def test_tracking_time_is_reported_apart_from_publish_time():
+    health = NodeHealth("neuflow", {"": "/image"})
+    for index in range(1, 21):
+        now = index / 30.0
+        health.frame_received("", now, 0.001)
+        health.flow_published("", now, latency_s=0.02, publish_s=index * 1e-4,
+                              tracking_s=index * 1e-3)
+    values = _values(_camera(health, 1.0))
+    # Nearest rank of 1..20: p50 is the 10th value, p95 the 19th.
+    assert values["publish time p50 (ms)"] == "1.00"
+    assert values["publish time p95 (ms)"] == "1.90"
+    assert values["tracking time p50 (ms)"] == "10.00"
+    assert values["tracking time p95 (ms)"] == "19.00"
+
+
+def test_tracking_time_is_nan_without_tracking():
+    health = NodeHealth("neuflow", {"": "/image"})
+    health.frame_received("", 0.5, 0.001)
+    health.flow_published("", 0.5, latency_s=0.02, publish_s=0.002)
+    values = _values(_camera(health, 1.0))
+    assert values["publish time p50 (ms)"] == "2.00"
+    assert values["tracking time p50 (ms)"] == "nan"
+
+
+def test_inactive_node_is_ok_and_says_so():
+    health = NodeHealth("neuflow", {"": "/image"}, DiagnosticThresholds(input_timeout_s=2.0))
+    health.engine_ready({"backend": "dis", "device": "cpu", "precision": "fp32"})
+    health.frame_received("", 0.0, 0.001)
+    health.engine_inactive()
+    health.worker_stopped("worker thread ended")  # a deliberate stop is not a failure
+    engine, camera = health.report(10.0)
+    assert (engine.level, camera.level) == (OK, OK)
+    assert "inactive" in engine.message
+    assert "inactive" in camera.message
+    assert _values(engine)["engine state"] == "inactive"
+    health.engine_starting()
+    assert _values(health.report(10.0)[0])["engine state"] == "starting"

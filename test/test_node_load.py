@@ -91,7 +91,8 @@ def test_camera_at_30_hz_is_fully_accounted_for(harness, tmp_path):
           f"{dropped}, resets {resets}, flows at the subscriber {len(received)}; latency p50 "
           f"{values['latency p50 (ms)']} ms p95 {values['latency p95 (ms)']} ms; callback p50 "
           f"{values['callback time p50 (ms)']} ms, publish p50 {values['publish time p50 (ms)']} "
-          f"ms, queue wait p50 {values['queue wait p50 (ms)']} ms, inference p50 "
+          f"ms, tracking p50 {values['tracking time p50 (ms)']} ms, queue wait p50 "
+          f"{values['queue wait p50 (ms)']} ms, inference p50 "
           f"{engine_values['inference time p50 (ms)']} ms")
     assert sent == FRAMES
     assert frames_received == sent, "frames were lost between the camera process and the node"

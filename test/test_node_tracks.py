@@ -65,13 +65,16 @@ def run(harness, tmp_path_factory):
             send_processed(camera, watcher, rgb_msg(textured_image(WIDTH, HEIGHT, shift), stamp))
         received = tracks.wait_count(FRAMES - 1, 15.0)
         clouds = features.wait_count(FRAMES - 1, 15.0)
-        yield stamps, received, clouds
+        watcher.wait_until(
+            lambda _: watcher.camera()[2].get("flows published") == str(FRAMES - 1), 5.0
+        )
+        yield stamps, received, clouds, watcher.camera()[2]
     finally:
         node.close()
 
 
 def test_one_track_array_per_frame_pair_with_stamps(run):
-    stamps, tracks, _ = run
+    stamps, tracks, _, _ = run
     assert len(tracks) == FRAMES - 1
     for message, previous, current in zip(tracks, stamps[:-1], stamps[1:], strict=True):
         assert stamp_ns(message.header.stamp) == current
@@ -80,7 +83,7 @@ def test_one_track_array_per_frame_pair_with_stamps(run):
 
 
 def test_tracks_follow_the_known_motion_with_persistent_ids(run):
-    _, tracks, _ = run
+    _, tracks, _, _ = run
     # Tracks detected on frame 0 (age 2 in the first pair); the rest were replenished later.
     first_ids = {track.id for track in tracks[0].tracks if track.age == 2}
     last = tracks[-1].tracks
@@ -103,7 +106,7 @@ def test_tracks_follow_the_known_motion_with_persistent_ids(run):
 
 
 def test_vins_features_use_the_vins_fusion_channel_layout(run):
-    _, tracks, clouds = run
+    _, tracks, clouds, _ = run
     assert clouds
     cloud = clouds[-1]
     assert [c.name for c in cloud.channels][:6] == [
@@ -124,3 +127,15 @@ def test_vins_features_use_the_vins_fusion_channel_layout(run):
         assert cloud.channels[3].values[index] == pytest.approx(track.y, abs=1e-3)
     velocity_x = np.median(cloud.channels[4].values)
     assert velocity_x == pytest.approx(STEP[0] / FX / (PERIOD_NS / 1e9), rel=0.1)
+
+
+def test_diagnostics_report_tracking_time_apart_from_publish_time(run):
+    *_, values = run
+    assert values.get("flows published") == str(FRAMES - 1), values
+    for stage in ("publish time", "tracking time"):
+        for percentile in ("p50", "p95"):
+            milliseconds = float(values[f"{stage} {percentile} (ms)"])
+            # Any real measurement: positive, finite and far below a frame period of 1 s.
+            assert 0.0 < milliseconds < 1000.0, (stage, percentile, values)
+    assert float(values["publish time p50 (ms)"]) <= float(values["publish time p95 (ms)"])
+    assert float(values["tracking time p50 (ms)"]) <= float(values["tracking time p95 (ms)"])
