@@ -167,7 +167,10 @@ class FlowWorker:
         try:
             started = time.perf_counter()
             results = self.engine.compute(
-                [FramePair(p.pixels, c.pixels, c.color_order) for p, c in pairs],
+                [
+                    FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
+                    for p, c in pairs
+                ],
                 backward=settings.backward,
                 output_grid=settings.output_grid,
             )

@@ -42,6 +42,10 @@ class PairOutput:
     tracks: TrackSet | None
 
 
+_STREAM = "offline"
+"""The one camera stream a pipeline feeds its engine (streaming reuses encodings)."""
+
+
 class OfflineFlowPipeline:
     """Turns consecutive frames of one camera into flow (and tracks), never dropping one."""
 
@@ -88,7 +92,9 @@ class OfflineFlowPipeline:
                     self._update_tracker(image, frame.stamp_ns, None)
                 return None
             previous_frame, previous_image = step.previous.payload
-            pair = FramePair(previous_image.pixels, image.pixels, image.color_order)
+            pair = FramePair(
+                previous_image.pixels, image.pixels, image.color_order, stream=_STREAM
+            )
             (result,) = self._engine.compute([pair], backward=self._tracker is not None)
             tracks = None
             if self._tracker is not None:

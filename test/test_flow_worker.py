@@ -19,11 +19,13 @@ class FakeEngine:
 
     def __init__(self, fail_on_call: int | None = None):
         self.calls = []
+        self.pairs = []
         self.warm_ups = []
         self.fail_on_call = fail_on_call
 
     def compute(self, pairs, backward=False, output_grid="input"):
         self.calls.append((len(pairs), output_grid))
+        self.pairs.extend(pairs)
         if self.fail_on_call == len(self.calls):
             raise RuntimeError("simulated CUDA error")
         results = []
@@ -114,6 +116,22 @@ def test_cameras_ready_together_are_computed_in_one_call():
     assert engine.calls == [(2, "input")]
     by_camera = {f.camera: float(f.result.forward[0, 0, 0]) for f in recorder.flows}
     assert by_camera == {"front": 1.0, "down": 3.0}
+
+
+def test_pairs_chain_frame_objects_per_camera_for_streaming():
+    """The engine reuses a frame's encoding only for the same array of the same stream."""
+    engine = FakeEngine()
+    run_worker(engine, [
+        [frame("front", 1.0, 1), frame("down", 1.0, 50)],
+        [frame("front", 1.1, 2), frame("down", 1.1, 53)],
+        [frame("front", 1.2, 3), frame("down", 1.2, 56)],
+    ])
+    by_camera = {}
+    for pair in engine.pairs:
+        by_camera.setdefault(pair.stream, []).append(pair)
+    assert set(by_camera) == {"front", "down"}
+    for first, second in by_camera.values():
+        assert second.previous is first.current
 
 
 def test_reset_is_reported_and_no_flow_crosses_it():
