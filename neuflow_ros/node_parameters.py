@@ -119,6 +119,16 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "fold_batchnorm", True, "Fold BatchNorm into convolutions at load time (faster).",
     ),
+    ParameterSpec(
+        "streaming", True,
+        "NeuFlow: reuse each frame's backbone output for the camera's next pair (same flow, "
+        "half the backbone work).",
+    ),
+    ParameterSpec(
+        "cuda_graphs", True,
+        "NeuFlow on CUDA: replay the network from CUDA graphs (one per input shape; falls "
+        "back to plain execution where capture fails).",
+    ),
     ParameterSpec("dis_preset", "fast", "DIS preset: ultrafast, fast or medium.",
                   choices=DIS_PRESETS),
     ParameterSpec(
@@ -267,6 +277,8 @@ class NodeSettings:
     iters_s16: int
     iters_s8: int
     fold_batchnorm: bool
+    streaming: bool
+    cuda_graphs: bool
     dis_preset: str
     num_threads: int | None
     queue_size: int
@@ -333,6 +345,8 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
         iters_s16=get("iters_s16"),
         iters_s8=get("iters_s8"),
         fold_batchnorm=get("fold_batchnorm"),
+        streaming=get("streaming"),
+        cuda_graphs=get("cuda_graphs"),
         dis_preset=get("dis_preset"),
         num_threads=num_threads or None,
         queue_size=get("queue_size"),

@@ -106,6 +106,8 @@ def engine_config_from(settings: NodeSettings) -> EngineConfig:
             iters_s16=settings.iters_s16,
             iters_s8=settings.iters_s8,
             fold_batchnorm=settings.fold_batchnorm,
+            streaming=settings.streaming,
+            cuda_graphs=settings.cuda_graphs,
             dis_preset=settings.dis_preset,
             num_threads=settings.num_threads,
         )
