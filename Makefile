@@ -1,5 +1,5 @@
-# One-command environment, build, test and benchmarks for machines without a ROS 2
-# distro. On a real ROS 2 install use rosdep + colcon directly (README).
+# One-command environment, build, test, demo and benchmarks for machines without a
+# ROS 2 distro. On a real ROS 2 install use rosdep + colcon directly (README).
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ ACTIVATE := . $(VENV)/bin/activate
 WITH_ROS := $(ACTIVATE) && export AMENT_PREFIX_PATH="$$VIRTUAL_ENV$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}" && . install/setup.sh
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: setup build test lint bench clean
+.PHONY: setup build test lint demo bench clean
 
 setup: $(STAMP) build
 
@@ -30,8 +30,15 @@ lint: $(STAMP)
 test: lint build
 	$(WITH_ROS) && pytest
 
-bench:
-	$(WITH_ROS) && python benchmarks/bench_engine.py $(BENCH_ARGS)
+# Camera replay -> node -> consumer on a synthetic scene with known motion (after
+# `make setup`); picture and summary in demo_output/. E.g. DEMO_ARGS="--frames 300",
+# DEMO_ARGS="path/to/video.mp4" or DEMO_ARGS="--checkpoint neuflow_mixed.pth".
+demo: build
+	$(WITH_ROS) && neuflow-demo $(DEMO_ARGS)
+
+# Results (JSON, PNG plots) go to benchmarks/results/; e.g. BENCH_ARGS="--quick".
+bench: build
+	$(WITH_ROS) && neuflow-bench --out benchmarks/results $(BENCH_ARGS)
 
 clean:
 	rm -rf build install log
