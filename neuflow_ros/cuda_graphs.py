@@ -16,6 +16,7 @@ warning: graphs are an optimisation, never a reason to stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,8 +116,11 @@ class GraphedFunction:
                 type(error).__name__,
                 error,
             )
-            torch.cuda.synchronize(device)
             self.capture_failures += 1
+            # A broken capture can leave errors queued on the device; they must not
+            # surface in the next, eager, call of a signature now marked failed.
+            with contextlib.suppress(Exception):
+                torch.cuda.synchronize(device)
             return _FAILED
         self.captures += 1
         return _CapturedGraph(graph, static_inputs, outputs, self._keep_alive())

@@ -109,3 +109,25 @@ def test_inference_size_and_vis_scale_are_read():
     settings = _settings(inference_width=320, inference_height=240, flow_vis_max_magnitude=8.0)
     assert settings.inference_size == (320, 240)
     assert settings.runtime.flow_vis_max_magnitude == 8.0
+
+
+def test_readme_parameter_table_matches_the_declarations():
+    """The README's table is what users read; it must list every parameter with its default."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2].strip().strip("`")
+        for line in readme.splitlines()
+        if line.startswith("| `")
+    }
+    for spec in PARAMETERS:
+        assert spec.name in rows, f"README lacks parameter {spec.name}"
+        default = spec.default
+        if isinstance(default, bool):
+            expected = "true" if default else "false"
+        elif isinstance(default, str):
+            expected = f'"{default}"'
+        elif isinstance(default, list):
+            expected = "[" + ", ".join(f'"{item}"' for item in default) + "]"
+        else:
+            expected = str(default)
+        assert rows[spec.name] == expected, spec.name
