@@ -1,0 +1,281 @@
+"""NeuFlow through the engine in each speed mode, next to the reference code's way of running.
+
+The modes are what issue 7 asks to compare, each a camera stream (one stream
+per batch item) fed frame after frame through ``FlowEngine.compute``:
+
+- ``baseline``: how the reference demo runs the network: fp16 on CUDA (fp32 on
+  the CPU), batch-norm folded, both images through the backbone every pair,
+  no CUDA graphs;
+- ``fp32``: fp32, both images encoded, no graphs;
+- ``fp16``: fp16, both images encoded, no graphs (CUDA only);
+- ``fp16_graphs``: as fp16, replayed from CUDA graphs (CUDA only);
+- ``streaming``: fp16 + graphs on CUDA (fp32 on the CPU), each frame encoded once.
+
+Per mode: median and p95 milliseconds per call, pairs per second, start-up
+(engine creation + warm-up, which includes graph capture), GPU memory, and
+the flow difference to fp32 on real robot frames (median and p95 of the
+per-pixel end-point difference). Speed does not depend on the weights, so
+random weights in the official checkpoint format are used unless
+``--checkpoint`` is given; with random weights the fp16 error is only an
+upper-bound indication (random weights amplify rounding).
+
+    PYTHONPATH=. python benchmarks/bench_modes.py --device cuda --out benchmarks/results
+
+Writes ``modes_benchmark.json`` and ``modes_benchmark.png`` and prints a
+markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
+from neuflow_ros.engine_benchmark import write_random_checkpoint
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+ROBOT_SEQUENCE = REPO.parent / "shared" / "data" / "robot_sequence"
+CUDA_ONLY_MODES = ("fp16", "fp16_graphs")
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    backend: str
+    mode: str
+    width: int
+    height: int
+    batch: int
+    precision: str
+    median_ms: float
+    p95_ms: float
+    pairs_per_second: float
+    startup_s: float
+    gpu_memory_mb: float | None
+    encoded_per_pair: float
+    median_diff_to_fp32_px: float | None
+    p95_diff_to_fp32_px: float | None
+
+
+def mode_config(mode: str, backend: str, checkpoint: str, device: str) -> EngineConfig:
+    cuda = device.startswith("cuda")
+    half = "fp16" if cuda else "fp32"
+    settings = {
+        "baseline": {"precision": half, "streaming": False, "cuda_graphs": False},
+        "fp32": {"precision": "fp32", "streaming": False, "cuda_graphs": False},
+        "fp16": {"precision": "fp16", "streaming": False, "cuda_graphs": False},
+        "fp16_graphs": {"precision": "fp16", "streaming": False, "cuda_graphs": True},
+        "streaming": {"precision": half, "streaming": True, "cuda_graphs": True},
+    }[mode]
+    return EngineConfig(backend=backend, checkpoint=checkpoint, device=device, **settings)
+
+
+def load_frames(width: int, height: int, count: int) -> list[np.ndarray]:
+    """Real robot frames resized to the size, or moving synthetic texture without the data."""
+    paths = sorted(ROBOT_SEQUENCE.glob("*.jpg"))[:count]
+    if paths:
+        return [
+            cv2.resize(
+                cv2.imread(str(path))[:, :, ::-1], (width, height), interpolation=cv2.INTER_AREA
+            )
+            for path in paths
+        ]
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.random((height, width, 3), dtype=np.float32), (0, 0), 3.0)
+    base = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    frames = []
+    for index in range(count):
+        shift = np.float32([[1, 0, 4.5 * index], [0, 1, 0.5 * index]])
+        frames.append(cv2.warpAffine(base, shift, (width, height), borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
+def stream_pairs(frames: list[np.ndarray], step: int, batch: int) -> list[FramePair]:
+    """The batch's pairs at one step: camera ``i`` sees the sequence shifted by ``i`` frames."""
+    count = len(frames)
+    return [
+        FramePair(
+            frames[(step + camera) % count],
+            frames[(step + camera + 1) % count],
+            "rgb",
+            stream=camera,
+        )
+        for camera in range(batch)
+    ]
+
+
+@dataclass
+class _ModeRun:
+    durations_ms: list[float]
+    startup_s: float
+    flows: list[np.ndarray]
+    encoded_per_pair: float
+    engine: FlowEngine
+
+
+def run_mode(config: EngineConfig, frames: list[np.ndarray], batch: int, runs: int) -> _ModeRun:
+    """Times ``runs`` steady-state calls after start-up; keeps camera 0's flows."""
+    height, width = frames[0].shape[:2]
+    started = time.perf_counter()
+    engine = FlowEngine(config)
+    engine.warm_up(height, width, "rgb", batch=batch)
+    startup_s = time.perf_counter() - started
+    encoded_before = engine.encoded_frames or 0
+    durations = []
+    flows = []
+    for step in range(runs):
+        pairs = stream_pairs(frames, step, batch)
+        begin = time.perf_counter()
+        results = engine.compute(pairs)
+        durations.append((time.perf_counter() - begin) * 1000.0)
+        flows.append(results[0].forward)
+    encoded = (engine.encoded_frames or 0) - encoded_before
+    return _ModeRun(durations, startup_s, flows, encoded / (runs * batch), engine)
+
+
+def measure(args: argparse.Namespace) -> list[ModeResult]:
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for backend in args.backends:
+            checkpoint = args.checkpoint or str(
+                write_random_checkpoint(backend, pathlib.Path(folder))
+            )
+            for size in args.sizes:
+                width, height = (int(value) for value in size.split("x"))
+                frames = load_frames(width, height, count=10)
+                for batch in args.batches:
+                    reference = None
+                    for mode in ["fp32", *(m for m in args.modes if m != "fp32")]:
+                        if mode in CUDA_ONLY_MODES and not args.device.startswith("cuda"):
+                            continue
+                        config = mode_config(mode, backend, checkpoint, args.device)
+                        run = run_mode(config, frames, batch, args.runs)
+                        if mode == "fp32":
+                            reference = run.flows
+                        differences = np.concatenate(
+                            [
+                                np.hypot(*(flow - ref).transpose(2, 0, 1)).ravel()
+                                for flow, ref in zip(run.flows, reference, strict=True)
+                            ]
+                        )
+                        memory = run.engine.gpu_memory_bytes()
+                        median_ms = statistics.median(run.durations_ms)
+                        result = ModeResult(
+                            backend=backend,
+                            mode=mode,
+                            width=width,
+                            height=height,
+                            batch=batch,
+                            precision=run.engine.precision,
+                            median_ms=median_ms,
+                            p95_ms=float(np.percentile(run.durations_ms, 95)),
+                            pairs_per_second=batch * 1000.0 / median_ms,
+                            startup_s=run.startup_s,
+                            gpu_memory_mb=None if memory is None else memory / 2**20,
+                            encoded_per_pair=run.encoded_per_pair,
+                            median_diff_to_fp32_px=float(np.median(differences)),
+                            p95_diff_to_fp32_px=float(np.percentile(differences, 95)),
+                        )
+                        print(format_row(result), flush=True)
+                        results.append(result)
+                        del run
+                        if args.device.startswith("cuda"):
+                            torch.cuda.empty_cache()
+    return results
+
+
+TABLE_HEADER = (
+    "| backend | size | batch | mode | precision | median ms | p95 ms | pairs/s | start-up s "
+    "| GPU MB | encoded/pair | diff to fp32 median / p95 px |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def format_row(result: ModeResult) -> str:
+    memory = "-" if result.gpu_memory_mb is None else f"{result.gpu_memory_mb:.0f}"
+    return (
+        f"| {result.backend} | {result.width}x{result.height} | {result.batch} | {result.mode} "
+        f"| {result.precision} | {result.median_ms:.2f} | {result.p95_ms:.2f} "
+        f"| {result.pairs_per_second:.1f} | {result.startup_s:.2f} | {memory} "
+        f"| {result.encoded_per_pair:.2f} "
+        f"| {result.median_diff_to_fp32_px:.4f} / {result.p95_diff_to_fp32_px:.4f} |"
+    )
+
+
+def plot(results: list[ModeResult], path: pathlib.Path) -> None:
+    """Pairs per second per mode, one group of bars per backend/size/batch."""
+    groups = sorted({(r.backend, r.width, r.height, r.batch) for r in results})
+    modes = list(dict.fromkeys(r.mode for r in results))
+    figure = Figure(figsize=(max(6.0, 1.6 * len(groups)), 4.0))
+    axes = figure.subplots()
+    width = 0.8 / len(modes)
+    for offset, mode in enumerate(modes):
+        values = [
+            next(
+                (
+                    r.pairs_per_second
+                    for r in results
+                    if (r.backend, r.width, r.height, r.batch) == g and r.mode == mode
+                ),
+                0.0,
+            )
+            for g in groups
+        ]
+        axes.bar([i + offset * width for i in range(len(groups))], values, width, label=mode)
+    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))])
+    axes.set_xticklabels([f"{b}\n{w}x{h} b{n}" for b, w, h, n in groups], fontsize=8)
+    axes.set_ylabel("frame pairs per second")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def machine() -> dict[str, str]:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", nargs="+", default=["neuflow_v2", "neuflow_v1"])
+    parser.add_argument("--sizes", nargs="+", default=["512x384", "768x432"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 2])
+    parser.add_argument(
+        "--modes", nargs="+", default=["baseline", "fp32", "fp16", "fp16_graphs", "streaming"]
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=pathlib.Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps(machine()))
+    print(TABLE_HEADER, flush=True)
+    results = measure(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"machine": machine(), "results": [asdict(result) for result in results]}
+    (args.out / "modes_benchmark.json").write_text(json.dumps(report, indent=2))
+    plot(results, args.out / "modes_benchmark.png")
+    print(f"wrote {args.out / 'modes_benchmark.json'} and {args.out / 'modes_benchmark.png'}")
+
+
+if __name__ == "__main__":
+    main()
