@@ -22,7 +22,7 @@ $(STAMP): requirements.txt
 build: $(STAMP)
 	$(ACTIVATE) && export AMENT_PREFIX_PATH="$$VIRTUAL_ENV" && \
 		colcon --log-base log build --paths . --symlink-install \
-		--event-handlers console_cohesion+ summary+ --cmake-args -DBUILD_TESTING=OFF
+		--cmake-args -DBUILD_TESTING=OFF
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
