@@ -11,11 +11,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from test_engine import color_pair, smooth_texture, translate
+from neuflow_weights import write_official_checkpoint
 
 from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
 from neuflow_ros.models import EncodedImages
 from neuflow_ros.stream_encodings import StreamEncodings
+from neuflow_ros.synthetic_sequence import Motion, SyntheticSequence
 
 TOLERANCE_PX = 1e-4
 """Batch composition changes which kernels run (one image vs two), nothing more."""
@@ -24,8 +25,6 @@ VERSIONS = ("neuflow_v1", "neuflow_v2")
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, str]:
-    from neuflow_weights import write_official_checkpoint
-
     folder = tmp_path_factory.mktemp("streaming_weights")
     return {
         version: str(write_official_checkpoint(folder / f"{version}.pth", version[-2:], seed))
@@ -40,8 +39,8 @@ def make_engine(checkpoint: str, version: str, streaming: bool) -> FlowEngine:
 
 
 def moving_sequence(width: int, height: int, count: int, seed: int) -> list[np.ndarray]:
-    start = smooth_texture(height, width, seed, channels=3)
-    return [translate(start, 1.25 * index, -0.5 * index) for index in range(count)]
+    sequence = SyntheticSequence(width, height, Motion(1.25, -0.5, 0.0, 1.0), seed=seed)
+    return [sequence.frame(index) for index in range(count)]
 
 
 def camera_sequence() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -102,8 +101,7 @@ def test_streams_of_several_cameras_in_one_batch(checkpoints):
 def test_an_equal_but_different_frame_object_is_encoded_afresh(checkpoints):
     """Reuse is keyed on the very array handed over: a copy may have been edited."""
     engine = make_engine(checkpoints["neuflow_v1"], "neuflow_v1", streaming=True)
-    frame0, frame1 = color_pair(seed=6)
-    frame2 = translate(frame1, 1.0, 0.0)
+    frame0, frame1, frame2 = moving_sequence(128, 96, 3, seed=6)
     engine.compute([FramePair(frame0, frame1, "rgb", stream="cam")])
     edited = frame1.copy()
     edited[:, :64] = 0
