@@ -43,18 +43,25 @@ def _package_path(*parts: str) -> Path:
     return Path(__file__).resolve().parents[1].joinpath(*parts)
 
 
-def node_command() -> list[str]:
+NODE_MODULES = {
+    "neuflow_node": "neuflow_ros.node",
+    "neuflow_lifecycle_node": "neuflow_ros.node_lifecycle",
+}
+"""Installed executable -> the module it runs, for a source tree that is not built (yet)."""
+
+
+def node_command(executable_name: str = "neuflow_node") -> list[str]:
     """The installed executable (what `ros2 run` starts), else the module from this tree."""
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-        executable = Path(get_package_prefix("neuflow_ros")) / "lib" / "neuflow_ros" / \
-            "neuflow_node"
+        prefix = Path(get_package_prefix("neuflow_ros"))
+        executable = prefix / "lib" / "neuflow_ros" / executable_name
         if executable.exists():
             return [sys.executable, str(executable)]
     except (ImportError, PackageNotFoundError):
         pass
-    return [sys.executable, "-m", "neuflow_ros.node"]
+    return [sys.executable, "-m", NODE_MODULES[executable_name]]
 
 
 def graph_environment() -> dict[str, str]:

@@ -36,6 +36,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from neuflow_ros.graph_processes import node_command
+from neuflow_ros.synthetic_sequence import textured_image
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_profile.xml"
 NODE_STARTUP_TIMEOUT_S = 30.0
@@ -53,27 +56,6 @@ def large_data_environment() -> dict[str, str]:
     if os.environ.get("ROS_DISTRO") in ("humble", "jazzy"):
         env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
     return env
-
-
-NODE_MODULES = {
-    "neuflow_node": "neuflow_ros.node",
-    "neuflow_lifecycle_node": "neuflow_ros.node_lifecycle",
-}
-"""Installed executable -> the module it runs, for a tree that is not built (yet)."""
-
-
-def node_command(executable_name: str = "neuflow_node") -> list[str]:
-    """The installed executable when the package is built, else the module."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-
-        prefix = Path(get_package_prefix("neuflow_ros"))
-        executable = prefix / "lib" / "neuflow_ros" / executable_name
-        if executable.exists():
-            return [sys.executable, str(executable)]
-    except (ImportError, PackageNotFoundError):
-        pass
-    return [sys.executable, "-m", NODE_MODULES[executable_name]]
 
 
 def stamp(stamp_ns: int) -> Time:
@@ -357,31 +339,6 @@ class DiagnosticsWatcher:
             lambda r: name in r and r[name][2].get("engine state") == "ready", timeout_s
         )
         return report.get(name, (0, "", {}))[2].get("engine state") == "ready"
-
-
-def textured_image(width: int, height: int, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """HxWx3 uint8 RGB texture sampled at (x - dx, y - dy): an exact sub-pixel translation.
-
-    The texture is a fixed sum of sinusoids, so shifting it needs no
-    interpolation and the true flow from the unshifted image is (dx, dy)
-    everywhere.
-    """
-    rng = np.random.default_rng(1234)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    xs = xs - shift[0]
-    ys = ys - shift[1]
-    channels = []
-    for _ in range(3):
-        value = np.zeros_like(xs)
-        for wavelength in (7.0, 11.0, 17.0, 29.0, 47.0):
-            angle = rng.uniform(0.0, np.pi)
-            phase = rng.uniform(0.0, 2.0 * np.pi)
-            k = 2.0 * np.pi / wavelength
-            value += np.sin(k * (np.cos(angle) * xs + np.sin(angle) * ys) + phase)
-        channels.append(value)
-    rgb = np.stack(channels, axis=2)
-    rgb = (rgb - rgb.min()) / (rgb.max() - rgb.min())
-    return np.clip(np.round(20.0 + 215.0 * rgb), 0, 255).astype(np.uint8)
 
 
 def flow_array(msg: Any) -> np.ndarray:
