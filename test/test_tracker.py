@@ -11,6 +11,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+from planar_motion import apply_homography, rotation_zoom, translation
 
 from neuflow_ros.camera_model import CameraModel
 from neuflow_ros.tracker import FeatureTracker, TrackerConfig, TrackSet
@@ -36,27 +37,12 @@ def textured_image(seed: int = 0) -> np.ndarray:
     return (smooth * 255.0).astype(np.uint8)
 
 
-def apply_homography(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
-    homogeneous = np.concatenate([points, np.ones((*points.shape[:-1], 1))], axis=-1)
-    mapped = homogeneous @ homography.T
-    return mapped[..., :2] / mapped[..., 2:3]
-
 
 def homography_flow(step: np.ndarray) -> np.ndarray:
     """Exact dense flow of the image motion p -> step(p), in float32 like a network's output."""
     return (apply_homography(step, PIXEL_GRID) - PIXEL_GRID).astype(np.float32)
 
 
-def translation(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
-
-
-def rotation_zoom(angle_deg: float, scale: float) -> np.ndarray:
-    """Rotation plus zoom about the image centre."""
-    angle = math.radians(angle_deg)
-    cos, sin = scale * math.cos(angle), scale * math.sin(angle)
-    linear = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
-    return translation(*CENTRE) @ linear @ translation(-CENTRE[0], -CENTRE[1])
 
 
 def run_sequence(
@@ -124,7 +110,7 @@ def assert_consistent_ids(results: list[TrackSet]) -> None:
 
 @pytest.mark.parametrize(
     "step",
-    [translation(0.37, -0.21), rotation_zoom(1.5, 1.01)],
+    [translation(0.37, -0.21), rotation_zoom(1.5, 1.01, CENTRE)],
     ids=["subpixel_translation", "rotation_zoom"],
 )
 def test_tracks_follow_analytic_motion_with_persistent_ids(step: np.ndarray) -> None:

@@ -12,11 +12,10 @@ project's acceptance criterion: under 0.5 px median error after 10 frames.
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 import pytest
+from planar_motion import apply_homography, rotation_zoom, translation
 
 from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
 from neuflow_ros.tracker import FeatureTracker, TrackerConfig, TrackSet
@@ -45,21 +44,7 @@ def texture(seed: int, shape: tuple[int, int]) -> np.ndarray:
     return (total * 255.0).astype(np.uint8)
 
 
-def translation(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 
-
-def rotation_zoom(angle_deg: float, scale: float) -> np.ndarray:
-    angle = math.radians(angle_deg)
-    cos, sin = scale * math.cos(angle), scale * math.sin(angle)
-    linear = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
-    return translation(*CENTRE) @ linear @ translation(-CENTRE[0], -CENTRE[1])
-
-
-def apply_homography(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
-    homogeneous = np.concatenate([points, np.ones((points.shape[0], 1))], axis=1)
-    mapped = homogeneous @ homography.T
-    return mapped[:, :2] / mapped[:, 2:3]
 
 
 def track(engine: FlowEngine, tracker: FeatureTracker, frames: list[np.ndarray]) -> list[TrackSet]:
@@ -81,7 +66,7 @@ def survivors_from_first_frame(results: list[TrackSet]) -> tuple[np.ndarray, np.
 
 @pytest.mark.parametrize(
     "step",
-    [translation(0.8, -0.45), translation(1.7, 0.6), rotation_zoom(1.5, 1.01)],
+    [translation(0.8, -0.45), translation(1.7, 0.6), rotation_zoom(1.5, 1.01, CENTRE)],
     ids=["subpixel_translation", "translation", "rotation_zoom"],
 )
 def test_dis_tracks_follow_homography_motion(engine: FlowEngine, step: np.ndarray) -> None:
