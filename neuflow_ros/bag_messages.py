@@ -117,7 +117,7 @@ class ResultMessages:
             header=header, previous_stamp=self.time(previous_stamp_ns), tracks=items
         )
 
-    def _image_message(self, header: Any, payload: tuple[int, int, str, int, bytes]) -> Any:
+    def _image_message(self, header: Any, payload: tuple[int, int, str, int, memoryview]) -> Any:
         height, width, encoding, step, data = payload
         return self._image(
             header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
