@@ -209,6 +209,10 @@ class FlowWorker:
             return
         self._warmed_up.add(key)
         try:
-            self.engine.warm_up(frame.height, frame.width, frame.color_order)
+            settings = self.settings
+            self.engine.warm_up(
+                frame.height, frame.width, frame.color_order,
+                backward=settings.backward, output_grid=settings.output_grid,
+            )
         except Exception as error:
             self._observer.worker_exception("warm-up", error, traceback.format_exc())

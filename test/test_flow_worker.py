@@ -36,8 +36,8 @@ class FakeEngine:
             results.append(FlowResult(forward=flow, backward=None, input_size=(width, height)))
         return results
 
-    def warm_up(self, height, width, color_order, batch=1, backward=False):
-        self.warm_ups.append((width, height, color_order))
+    def warm_up(self, height, width, color_order, batch=1, backward=False, output_grid="input"):
+        self.warm_ups.append((width, height, color_order, backward, output_grid))
 
 
 class Recorder:
@@ -104,7 +104,7 @@ def test_frames_of_one_camera_pair_in_order():
     assert [f.previous.stamp_ns for f in recorder.flows] == [1 * SECOND, int(1.1 * SECOND)]
     assert [float(f.result.forward[0, 0, 0]) for f in recorder.flows] == [3.0, 7.0]
     assert recorder.flows[0].current.frame_id == "_frame"
-    assert engine.warm_ups == [(32, 24, "rgb")]
+    assert engine.warm_ups == [(32, 24, "rgb", False, "input")]
 
 
 def test_cameras_ready_together_are_computed_in_one_call():
@@ -212,3 +212,11 @@ def test_stop_returns_promptly_when_idle():
     started = time.monotonic()
     assert worker.stop(2.0)
     assert time.monotonic() - started < 0.5
+
+
+def test_warm_up_prepares_the_workload_the_settings_ask_for():
+    """Graphs and buffers are per layout: warming up forward-only would miss the tracker's pass."""
+    engine = FakeEngine()
+    run_worker(engine, [[frame("", 1.0, 1)]],
+               WorkerSettings(backward=True, output_grid="inference"))
+    assert engine.warm_ups == [(32, 24, "rgb", True, "inference")]
