@@ -33,6 +33,7 @@ from neuflow_ros.frame_sources import (
 from neuflow_ros.image_conversion import ImageFormatError
 from neuflow_ros.offline_pipeline import OfflineFlowPipeline, PipelineCounts
 from neuflow_ros.progress_report import ProgressReport
+from neuflow_ros.size_argument import size_argument
 from neuflow_ros.tracker import FeatureTracker, TrackerConfig
 
 PROGRAM = "neuflow-bag"
@@ -47,13 +48,6 @@ broken camera can have thousands of bad frames."""
 
 class ToolError(Exception):
     """Unusable input or options; main() prints the message as one line and exits 2."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    width, separator, height = text.lower().partition("x")
-    if not separator or not width.isdigit() or not height.isdigit():
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
-    return int(width), int(height)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--checkpoint", help="NeuFlow checkpoint (.pth path or http(s) URL)")
     engine.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     engine.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
-    engine.add_argument("--inference-size", type=parse_size, metavar="WxH",
+    engine.add_argument("--inference-size", type=size_argument, metavar="WxH",
                         help="compute at this size (multiples of 16); flow is written at "
                         "the image size")
     engine.add_argument("--dis-preset", choices=tuple(DIS_PRESETS), default="fast")

@@ -28,7 +28,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from neuflow_ros.bag_tool import parse_size
 from neuflow_ros.bench_report import (
     SCHEMA,
     engine_table,
@@ -45,6 +44,7 @@ from neuflow_ros.engine_benchmark import (
     benchmark_engine,
     write_random_checkpoint,
 )
+from neuflow_ros.size_argument import size_argument
 
 PROGRAM = "neuflow-bench"
 EXIT_OK = 0
@@ -107,11 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
                         help="backends to time (default: all)")
-    parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="WxH",
+    parser.add_argument("--sizes", nargs="+", type=size_argument, metavar="WxH",
                         help="image sizes (default: 320x240 512x384 640x480; quick: 160x120)")
     parser.add_argument("--graph-backends", nargs="+", choices=BACKENDS,
                         help="backends run end to end (default: --backends)")
-    parser.add_argument("--graph-sizes", nargs="+", type=parse_size, metavar="WxH",
+    parser.add_argument("--graph-sizes", nargs="+", type=size_argument, metavar="WxH",
                         help="sizes run end to end (default: --sizes)")
     parser.add_argument("--rates", nargs="+", type=_positive_float, metavar="HZ",
                         help="input image rates end to end (default: 10 20 30 60; quick: 10 30)")

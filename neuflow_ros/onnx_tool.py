@@ -24,6 +24,7 @@ from neuflow_ros.onnx_export import (
     export_onnx,
     verify_onnx,
 )
+from neuflow_ros.size_argument import parse_size
 
 PROGRAM = "neuflow-export-onnx"
 EXIT_OK = 0
@@ -32,14 +33,6 @@ EXIT_BAD_INPUT = 2
 DEFAULT_TOLERANCE_PX = 0.01
 """Both sides compute in float32; measured differences are ~1e-4 px, so 0.01 px only trips on a
 real export fault while staying far below what a tracker would notice."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x384' -> (512, 384); the multiple-of-16 rule is checked by export_onnx."""
-    width, separator, height = text.lower().partition("x")
-    if not separator or not width.isdigit() or not height.isdigit():
-        raise ValueError(f"--size expects WIDTHxHEIGHT such as 512x384, got {text!r}")
-    return int(width), int(height)
 
 
 def build_parser() -> argparse.ArgumentParser:
