@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import platform
 import statistics
 import tempfile
 import time
@@ -41,8 +40,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from neuflow_ros.bench_report import machine_info
 from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
 from neuflow_ros.engine_benchmark import write_random_checkpoint
+from neuflow_ros.size_argument import size_argument
+from neuflow_ros.synthetic_sequence import Motion, SyntheticSequence
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ROBOT_SEQUENCE = REPO.parent / "shared" / "data" / "robot_sequence"
@@ -90,14 +92,8 @@ def load_frames(width: int, height: int, count: int) -> list[np.ndarray]:
             )
             for path in paths
         ]
-    rng = np.random.default_rng(0)
-    texture = cv2.GaussianBlur(rng.random((height, width, 3), dtype=np.float32), (0, 0), 3.0)
-    base = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    frames = []
-    for index in range(count):
-        shift = np.float32([[1, 0, 4.5 * index], [0, 1, 0.5 * index]])
-        frames.append(cv2.warpAffine(base, shift, (width, height), borderMode=cv2.BORDER_REFLECT))
-    return frames
+    sequence = SyntheticSequence(width, height, Motion(4.5, 0.5, 0.0, 1.0))
+    return [sequence.frame(index) for index in range(count)]
 
 
 def stream_pairs(frames: list[np.ndarray], step: int, batch: int) -> list[FramePair]:
@@ -150,8 +146,7 @@ def measure(args: argparse.Namespace) -> list[ModeResult]:
             checkpoint = args.checkpoint or str(
                 write_random_checkpoint(backend, pathlib.Path(folder))
             )
-            for size in args.sizes:
-                width, height = (int(value) for value in size.split("x"))
+            for width, height in args.sizes:
                 frames = load_frames(width, height, count=10)
                 for batch in args.batches:
                     reference = None
@@ -240,21 +235,12 @@ def plot(results: list[ModeResult], path: pathlib.Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def machine() -> dict[str, str]:
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "torch": torch.__version__,
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", nargs="+", default=["neuflow_v2", "neuflow_v1"])
-    parser.add_argument("--sizes", nargs="+", default=["512x384", "768x432"])
+    parser.add_argument(
+        "--sizes", nargs="+", type=size_argument, default=[(512, 384), (768, 432)], metavar="WxH"
+    )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 2])
     parser.add_argument(
         "--modes", nargs="+", default=["baseline", "fp32", "fp16", "fp16_graphs", "streaming"]
@@ -267,11 +253,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(json.dumps(machine()))
+    machine = machine_info()
+    print(json.dumps(machine))
     print(TABLE_HEADER, flush=True)
     results = measure(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine(), "results": [asdict(result) for result in results]}
+    report = {"machine": machine, "results": [asdict(result) for result in results]}
     (args.out / "modes_benchmark.json").write_text(json.dumps(report, indent=2))
     plot(results, args.out / "modes_benchmark.png")
     print(f"wrote {args.out / 'modes_benchmark.json'} and {args.out / 'modes_benchmark.png'}")
