@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from array import array
@@ -40,7 +39,6 @@ from neuflow_ros.graph_processes import node_command
 from neuflow_ros.synthetic_sequence import textured_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_profile.xml"
 NODE_STARTUP_TIMEOUT_S = 30.0
 
 _namespace_counter = itertools.count()
@@ -48,14 +46,6 @@ _namespace_counter = itertools.count()
 
 def unique_namespace(label: str) -> str:
     return f"/test_{label}_{os.getpid()}_{next(_namespace_counter)}"
-
-
-def large_data_environment() -> dict[str, str]:
-    """The variables launch/neuflow.launch.py sets, for processes exchanging 640x480 data."""
-    env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE)}
-    if os.environ.get("ROS_DISTRO") in ("humble", "jazzy"):
-        env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
-    return env
 
 
 def stamp(stamp_ns: int) -> Time:
@@ -400,40 +390,3 @@ def prime_flow(
         if flow_for(collector, second, timeout_s=0.5) is not None:
             return
     raise AssertionError(f"no flow came through; node output:\n{node.output()}")
-
-
-def run_camera_process(argv: list[str]) -> int:
-    """A camera in its own process: ``camera TOPIC WIDTH HEIGHT RATE COUNT``.
-
-    Waits until a subscriber has matched, publishes COUNT rgb8 frames of a
-    moving texture stamped with the current time at RATE Hz (best effort,
-    like a camera driver), prints 'sent N' and exits.
-    """
-    topic, width, height, rate, count = argv[0], int(argv[1]), int(argv[2]), float(argv[3]), \
-        int(argv[4])
-    rclpy.init()
-    node = rclpy.create_node(f"fake_camera_{os.getpid()}")
-    publisher = node.create_publisher(Image, topic, qos(reliable=False, depth=5))
-    frames = [textured_image(width, height, (0.5 * index, 0.25 * index)) for index in range(4)]
-    deadline = time.monotonic() + 20.0
-    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    started = time.perf_counter()
-    sent = 0
-    for index in range(count):
-        now_ns = node.get_clock().now().nanoseconds
-        publisher.publish(rgb_msg(frames[index % len(frames)], now_ns, "fake_camera"))
-        sent += 1
-        time.sleep(max(0.0, started + (index + 1) / rate - time.perf_counter()))
-    print(f"sent {sent}", flush=True)
-    time.sleep(0.5)
-    node.destroy_node()
-    rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["camera"]:
-        sys.exit(run_camera_process(sys.argv[2:]))
-    sys.exit(f"usage: {sys.argv[0]} camera TOPIC WIDTH HEIGHT RATE COUNT")

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from neuflow_ros.msg import OpticalFlow
@@ -24,10 +23,11 @@ from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
     RosHarness,
-    large_data_environment,
     qos,
     stamp_ns,
 )
+
+from neuflow_ros.graph_processes import graph_environment
 
 FRAMES = 150
 RATE_HZ = 30.0
@@ -36,7 +36,7 @@ RATE_HZ = 30.0
 @pytest.fixture(scope="module")
 def harness():
     saved = dict(os.environ)
-    os.environ.update(large_data_environment())  # read when the participant is created
+    os.environ.update(graph_environment())  # read when the participant is created
     try:
         ros = RosHarness("test_node_load")
     finally:
@@ -48,7 +48,7 @@ def harness():
 
 def test_camera_at_30_hz_is_fully_accounted_for(harness, tmp_path):
     node = NodeProcess(tmp_path / "node", {"diagnostic_period": 0.5},
-                       extra_env=large_data_environment())
+                       extra_env=graph_environment())
     received: list[int] = []
     lock = threading.Lock()
 
@@ -60,11 +60,12 @@ def test_camera_at_30_hz_is_fully_accounted_for(harness, tmp_path):
     watcher = DiagnosticsWatcher(harness, node.fqn)
     try:
         assert watcher.wait_engine_ready(), node.output()
-        env = {**os.environ, **large_data_environment(),
+        env = {**os.environ, **graph_environment(),
                "ROS_LOG_DIR": str(tmp_path / "camera_log")}
         camera = subprocess.run(
-            [sys.executable, str(Path(__file__).with_name("ros_test_support.py")), "camera",
-             node.input_topic("image"), "640", "480", str(RATE_HZ), str(FRAMES)],
+            [sys.executable, "-m", "neuflow_ros.camera_replay", "--topic",
+             node.input_topic("image"), "--width", "640", "--height", "480",
+             "--rate", str(RATE_HZ), "--frames", str(FRAMES)],
             env=env, capture_output=True, text=True, timeout=60,
         )
         assert camera.returncode == 0, camera.stderr
