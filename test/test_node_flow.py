@@ -17,7 +17,6 @@ from neuflow_ros.msg import OpticalFlow
 from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
-    RosHarness,
     camera_count,
     flow_array,
     flow_for,
@@ -40,13 +39,6 @@ _stamps = itertools.count(start=1_000_000_000_000, step=33_000_000)
 
 def next_stamp() -> int:
     return next(_stamps)
-
-
-@pytest.fixture(scope="module")
-def harness():
-    ros = RosHarness("test_node_flow")
-    yield ros
-    ros.close()
 
 
 @pytest.fixture(scope="module")

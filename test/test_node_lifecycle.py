@@ -14,7 +14,6 @@ import itertools
 import time
 
 import numpy as np
-import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from neuflow_ros.msg import OpticalFlow
@@ -34,13 +33,6 @@ EXECUTABLE = "neuflow_lifecycle_node"
 SHIFT = (1.0, 0.5)
 """The translation prime_flow sends between the frames of a pair."""
 WIDTH, HEIGHT = 128, 96
-
-
-@pytest.fixture(scope="module")
-def harness():
-    ros = RosHarness("test_node_lifecycle")
-    yield ros
-    ros.close()
 
 
 def _change(harness: RosHarness, node: NodeProcess, transition_id: int) -> bool:

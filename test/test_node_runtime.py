@@ -16,7 +16,6 @@ from neuflow_ros.msg import OpticalFlow
 from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
-    RosHarness,
     camera_count,
     flow_array,
     flow_for,
@@ -43,13 +42,6 @@ def median_error(msg, shift) -> float:
     margin = flow.shape[1] // 8
     interior = flow[margin:-margin, margin:-margin]
     return float(np.median(np.abs(interior - np.asarray(shift, np.float32))))
-
-
-@pytest.fixture(scope="module")
-def harness():
-    ros = RosHarness("test_node_runtime")
-    yield ros
-    ros.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,6 @@ from sensor_msgs.msg import Image
 STARTUP_FAILURE_TIMEOUT_S = 30.0
 
 
-@pytest.fixture(scope="module")
-def harness():
-    ros = RosHarness("test_node_startup")
-    yield ros
-    ros.close()
-
-
 def _expect_clean_failure(process: NodeProcess, *expected_fragments: str) -> str:
     code = process.wait_exit(STARTUP_FAILURE_TIMEOUT_S)
     output = process.output()

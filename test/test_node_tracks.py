@@ -13,7 +13,6 @@ from neuflow_ros.msg import TrackArray
 from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
-    RosHarness,
     rgb_msg,
     send_processed,
     stamp_ns,
@@ -26,13 +25,6 @@ STEP = (1.5, -0.75)
 PERIOD_NS = 50_000_000
 FX, FY, CX, CY = 120.0, 110.0, 80.0, 60.0
 FRAMES = 10
-
-
-@pytest.fixture(scope="module")
-def harness():
-    ros = RosHarness("test_node_tracks")
-    yield ros
-    ros.close()
 
 
 @pytest.fixture(scope="module")
