@@ -234,27 +234,14 @@ class RosHarness:
     def set_parameters(
         self, node_fqn: str, values: dict[str, Any], timeout_s: float = 10.0
     ) -> list[SetParametersResult]:
-        client = self.node.create_client(SetParameters, f"{node_fqn}/set_parameters")
-        try:
-            if not client.wait_for_service(timeout_sec=timeout_s):
-                raise TimeoutError(f"{node_fqn}/set_parameters is not available")
-            request = SetParameters.Request(
-                parameters=[
-                    ParameterMsg(
-                        name=name, value=Parameter(name, value=value).get_parameter_value()
-                    )
-                    for name, value in values.items()
-                ]
-            )
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout_s
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{node_fqn}/set_parameters did not answer")
-                time.sleep(0.01)
-            return list(future.result().results)
-        finally:
-            self.node.destroy_client(client)
+        request = SetParameters.Request(
+            parameters=[
+                ParameterMsg(name=name, value=Parameter(name, value=value).get_parameter_value())
+                for name, value in values.items()
+            ]
+        )
+        response = self.call(SetParameters, f"{node_fqn}/set_parameters", request, timeout_s)
+        return list(response.results)
 
     def call(self, srv_type: Any, service: str, request: Any, timeout_s: float = 10.0) -> Any:
         """Call a service of another process and return its response (TimeoutError if none)."""
