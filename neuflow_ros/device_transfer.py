@@ -3,13 +3,15 @@
 Frames cross the bus as uint8 (a quarter of the float32 bytes) through pinned
 staging buffers, copied asynchronously on a stream of their own; colour conversion,
 resizing and padding then run on the device, where they are nearly free.
-Buffers are cached per shape, so a steady stream allocates nothing per frame
-(intermediate tensors come from PyTorch's caching allocator).
+Flow comes back through pinned buffers too, without blocking: the host waits
+only when the caller asks for the array, so the next frames can be staged
+meanwhile. Buffers are cached per shape, so a steady stream allocates nothing
+per frame (intermediate tensors come from PyTorch's caching allocator).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +22,8 @@ from neuflow_ros.bounded_cache import BoundedCache
 from neuflow_ros.frame_geometry import FrameGeometry
 
 _MAX_CACHED_SHAPES = 8
+_MAX_FREE_DOWNLOAD_BUFFERS = 2
+"""Per shape: one download in flight while the previous one is read is the steady state."""
 
 
 @dataclass
@@ -95,17 +99,36 @@ class FrameUploader:
         )
 
 
+class PendingDownload:
+    """A flow array on its way to host memory; ``result()`` waits for it."""
+
+    def __init__(self, finish: Callable[[], np.ndarray]) -> None:
+        self._finish: Callable[[], np.ndarray] | None = finish
+        self._array: np.ndarray | None = None
+
+    def result(self) -> np.ndarray:
+        """The array, the caller's own: nothing here writes to it again."""
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            self._array = finish()
+        assert self._array is not None
+        return self._array
+
+
 class FlowDownloader:
     """Turns network flow into float32 ``[N, h, w, 2]`` arrays in input pixels."""
 
     def __init__(self, device: torch.device) -> None:
         self._device = device
-        self._pinned: BoundedCache[torch.Tensor] = BoundedCache(_MAX_CACHED_SHAPES)
+        self._free_pinned: BoundedCache[list[torch.Tensor]] = BoundedCache(_MAX_CACHED_SHAPES)
 
-    def download(self, flow: torch.Tensor, geometry: FrameGeometry, output_grid: str) -> np.ndarray:
+    def download(
+        self, flow: torch.Tensor, geometry: FrameGeometry, output_grid: str
+    ) -> PendingDownload:
         """``flow`` is ``[N, 2, grid_h, grid_w]`` and may be modified in place.
 
-        The returned array is the caller's: nothing here writes to it again.
+        On CUDA the copy is queued behind the work that computes ``flow`` and
+        the host waits for it only in ``result()``.
         """
         flow = flow.float()
         output_width, output_height = geometry.output_size(output_grid)
@@ -121,14 +144,26 @@ class FlowDownloader:
             flow = flow[:, :, :output_height, :output_width]
         channels_last = flow.permute(0, 2, 3, 1)
         if self._device.type != "cuda":
-            return channels_last.contiguous().numpy()
+            array = channels_last.contiguous().numpy()
+            return PendingDownload(lambda: array)
         shape = tuple(channels_last.shape)
-        pinned = self._pinned.get_or_create(
-            shape, lambda: torch.empty(shape, dtype=torch.float32, pin_memory=True)
-        )
+        free = self._free_pinned.get_or_create(shape, list)
+        pinned = free.pop() if free else torch.empty(shape, dtype=torch.float32, pin_memory=True)
         pinned.copy_(channels_last, non_blocking=True)
-        torch.cuda.current_stream(self._device).synchronize()
-        return pinned.numpy().copy()
+        copied = torch.cuda.Event()
+        copied.record(torch.cuda.current_stream(self._device))
+
+        def finish() -> np.ndarray:
+            copied.synchronize()
+            array = pinned.numpy().copy()
+            # Back to the pool only now: until the copy has landed and been read,
+            # another download must not reuse this buffer.
+            spare = self._free_pinned.get_or_create(shape, list)
+            if len(spare) < _MAX_FREE_DOWNLOAD_BUFFERS:
+                spare.append(pinned)
+            return array
+
+        return PendingDownload(finish)
 
 
 def _fit_to_grid(images: torch.Tensor, geometry: FrameGeometry) -> torch.Tensor:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from neuflow_ros.bounded_cache import BoundedCache
-from neuflow_ros.flow_types import FlowResult, FramePair
+from neuflow_ros.flow_types import FlowResult, FramePair, PendingFlow
 from neuflow_ros.frame_geometry import FrameGeometry, plan_geometry
 from neuflow_ros.image_conversion import to_gray
 
@@ -39,10 +39,11 @@ class DisBackend:
         # input it sees, so alternating cameras would otherwise reallocate.
         self._solvers: BoundedCache[cv2.DISOpticalFlow] = BoundedCache(_MAX_CACHED_SOLVERS)
 
-    def compute(
-        self, pairs: Sequence[FramePair], backward: bool, output_grid: str
-    ) -> list[FlowResult]:
-        return [self._compute_pair(pair, backward, output_grid) for pair in pairs]
+    def submit(self, pairs: Sequence[FramePair], backward: bool, output_grid: str) -> PendingFlow:
+        """DIS runs on the CPU, so the flow is computed here and now."""
+        return PendingFlow.completed(
+            [self._compute_pair(pair, backward, output_grid) for pair in pairs]
+        )
 
     encoded_frames = None
     """DIS has no per-image encoding to count or reuse."""

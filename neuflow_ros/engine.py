@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from neuflow_ros.dis_backend import DIS_PRESETS, DisBackend
-from neuflow_ros.flow_types import COLOR_ORDERS, FlowResult, FrameError, FramePair
+from neuflow_ros.flow_types import COLOR_ORDERS, FlowResult, FrameError, FramePair, PendingFlow
 from neuflow_ros.frame_geometry import check_output_grid, validate_inference_size
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "FlowResult",
     "FrameError",
     "FramePair",
+    "PendingFlow",
     "create_engine",
 ]
 
@@ -136,9 +137,9 @@ class EngineConfig:
 
 
 class _Backend(Protocol):
-    def compute(
+    def submit(
         self, pairs: Sequence[FramePair], backward: bool, output_grid: str
-    ) -> list[FlowResult]: ...
+    ) -> PendingFlow: ...
 
     def gpu_memory_bytes(self) -> int | None: ...
 
@@ -190,14 +191,26 @@ class FlowEngine:
         inference size resamples the input (cheaper; vectors still in input
         pixels), otherwise at the input size as well.
         """
+        return self.submit(pairs, backward, output_grid).result()
+
+    def submit(
+        self, pairs: Sequence[FramePair], backward: bool = False, output_grid: str = "input"
+    ) -> PendingFlow:
+        """``compute`` in two halves: queue the work now, wait in ``result()`` later.
+
+        The frames are staged before this returns, so the caller may reuse
+        their memory at once (streaming still needs them unmodified, see
+        FramePair). Several submissions may be pending; each one's results
+        are those ``compute`` would have returned at the time of its submit.
+        """
         check_output_grid(output_grid)
         pairs = list(pairs)
         for position, pair in enumerate(pairs):
             if not isinstance(pair, FramePair):
                 raise TypeError(f"pairs[{position}] must be a FramePair, got {type(pair).__name__}")
         if not pairs:
-            return []
-        return self._backend.compute(pairs, bool(backward), output_grid)
+            return PendingFlow.completed([])
+        return self._backend.submit(pairs, bool(backward), output_grid)
 
     def warm_up(
         self,

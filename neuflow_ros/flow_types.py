@@ -6,7 +6,7 @@ importing the engine (which imports the backends).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,3 +101,42 @@ class FlowResult:
     forward: np.ndarray
     backward: np.ndarray | None
     input_size: tuple[int, int]
+
+
+class PendingFlow:
+    """Flow an engine was asked for and may still be computing.
+
+    On a GPU, ``FlowEngine.submit`` only queues the work. A caller with more
+    frames waiting converts and submits them before calling ``result()`` here,
+    so their upload and kernel launches, and its own work on these results
+    (tracking, publishing), overlap the GPU computing. On the CPU the flow is
+    computed at submit and ``result()`` only hands it over.
+    """
+
+    def __init__(self, finish: Callable[[], list[FlowResult]]) -> None:
+        self._finish: Callable[[], list[FlowResult]] | None = finish
+        self._results: list[FlowResult] | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def completed(cls, results: list[FlowResult]) -> PendingFlow:
+        """A pending flow that is already computed (CPU backends)."""
+        return cls(lambda: results)
+
+    def result(self) -> list[FlowResult]:
+        """Waits for the flow; one FlowResult per submitted pair, in order.
+
+        Calling it again returns the same results, or raises the same error:
+        the waiting and the buffers behind it are released by the first call.
+        """
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            try:
+                self._results = finish()
+            except BaseException as error:
+                self._error = error
+                raise
+        if self._error is not None:
+            raise self._error
+        assert self._results is not None
+        return self._results

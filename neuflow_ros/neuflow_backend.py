@@ -15,12 +15,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from neuflow_ros.bounded_cache import BoundedCache
 from neuflow_ros.cuda_graphs import GraphedFunction
-from neuflow_ros.device_transfer import FlowDownloader, FrameUploader
-from neuflow_ros.flow_types import FlowResult, FramePair
+from neuflow_ros.device_transfer import FlowDownloader, FrameUploader, PendingDownload
+from neuflow_ros.flow_types import FlowResult, FramePair, PendingFlow
 from neuflow_ros.frame_geometry import FrameGeometry, plan_geometry
 from neuflow_ros.models import EncodedImages, FlowNetwork
 from neuflow_ros.stream_encodings import StreamEncodings
@@ -81,16 +82,26 @@ class NeuFlowBackend:
         self._indices: BoundedCache[tuple[torch.Tensor, torch.Tensor]] = BoundedCache(16)
         self._downloader = FlowDownloader(device)
 
-    def compute(
-        self, pairs: Sequence[FramePair], backward: bool, output_grid: str
-    ) -> list[FlowResult]:
-        results: dict[int, FlowResult] = {}
+    def submit(self, pairs: Sequence[FramePair], backward: bool, output_grid: str) -> PendingFlow:
+        """Queues every pass and download; on CUDA nothing here waits for the GPU."""
+        downloads: list[tuple[_PairGroup, PendingDownload]] = []
         with torch.inference_mode():
             for batch in self._group_by_grid(self._group_by_input(pairs)).values():
                 self._run_batch(batch, backward)
                 for group in batch:
-                    self._collect(group, backward, output_grid, results)
-        return [results[index] for index in range(len(pairs))]
+                    assert group.flow is not None
+                    downloads.append(
+                        (group, self._downloader.download(group.flow, group.geometry, output_grid))
+                    )
+                    group.flow = None
+
+        def finish() -> list[FlowResult]:
+            results: dict[int, FlowResult] = {}
+            for group, download in downloads:
+                _collect(group, download.result(), backward, results)
+            return [results[index] for index in range(len(pairs))]
+
+        return PendingFlow(finish)
 
     def gpu_memory_bytes(self) -> int | None:
         """Bytes PyTorch holds on the GPU (reserved, not just in use): what others cannot use."""
@@ -235,21 +246,18 @@ class NeuFlowBackend:
 
         return self._indices.get_or_create((tuple(first), tuple(second)), build)
 
-    def _collect(
-        self,
-        group: _PairGroup,
-        backward: bool,
-        output_grid: str,
-        results: dict[int, FlowResult],
-    ) -> None:
-        flows = self._downloader.download(group.flow, group.geometry, output_grid)
-        count = len(group.pairs)
-        for offset, (index, pair) in enumerate(zip(group.indices, group.pairs, strict=True)):
-            results[index] = FlowResult(
-                forward=flows[offset],
-                backward=flows[count + offset] if backward else None,
-                input_size=pair.size,
-            )
+
+def _collect(
+    group: _PairGroup, flows: np.ndarray, backward: bool, results: dict[int, FlowResult]
+) -> None:
+    """Splits a group's downloaded flow (forward pairs, then backward) into its pairs' results."""
+    count = len(group.pairs)
+    for offset, (index, pair) in enumerate(zip(group.indices, group.pairs, strict=True)):
+        results[index] = FlowResult(
+            forward=flows[offset],
+            backward=flows[count + offset] if backward else None,
+            input_size=pair.size,
+        )
 
 
 def _concatenate(parts: list[EncodedImages]) -> EncodedImages:

@@ -24,6 +24,7 @@ from neuflow_ros.engine import (
     FlowEngine,
     FrameError,
     FramePair,
+    PendingFlow,
     create_engine,
 )
 from neuflow_ros.frame_geometry import flow_pixel_to_input_point, plan_geometry
@@ -308,6 +309,32 @@ def test_compute_rejects_bad_arguments():
     assert engine.compute([]) == []
 
 
+def test_submit_checks_arguments_at_once_and_hands_over_results_once():
+    engine = FlowEngine(EngineConfig())
+    frame = smooth_texture(HEIGHT, WIDTH, seed=9)
+    with pytest.raises(TypeError, match="FramePair"):
+        engine.submit([(frame, frame)])
+    assert engine.submit([]).result() == []
+    pending = engine.submit([FramePair(frame, translate(frame, 1.5, -0.75), "mono")])
+    (result,) = pending.result()
+    assert pending.result()[0] is result
+    assert np.median(interior_error(result.forward, 1.5, -0.75)) < 0.1
+
+
+def test_pending_flow_finishes_once_and_repeats_its_error():
+    calls = []
+
+    def finish():
+        calls.append("finish")
+        raise RuntimeError("CUDA error: device lost")
+
+    pending = PendingFlow(finish)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="device lost"):
+            pending.result()
+    assert calls == ["finish"]
+
+
 # --- checkpoints and fallback ---------------------------------------------------------------
 
 
@@ -557,6 +584,29 @@ def test_cuda_graphs_match_eager_across_a_shape_change(checkpoints, version):
         np.testing.assert_allclose(got.backward, expected.backward, atol=1e-3)
     encode = graphed._backend._encode  # white-box: that graphs were really replayed
     assert encode.captures >= 2 and encode.capture_failures == 0
+
+
+@CUDA
+@pytest.mark.parametrize("version", NETWORKS)
+def test_cuda_submissions_in_flight_keep_their_own_results(checkpoints, version):
+    """Graph outputs and pinned download buffers are reused from call to call: with
+    several submissions queued before any result is read, none may see another's."""
+    base = {"backend": version, "checkpoint": checkpoints[version], "device": "cuda"}
+    graphed = FlowEngine(EngineConfig(**base, cuda_graphs=True))
+    eager = FlowEngine(EngineConfig(**base, cuda_graphs=False, streaming=False))
+    graphed.warm_up(HEIGHT, WIDTH, "rgb", backward=True)
+    start = smooth_texture(HEIGHT, WIDTH, 40, channels=3)
+    frames = [translate(start, 1.5 * index, -0.5 * index) for index in range(7)]
+    pairs = [
+        FramePair(previous, current, "rgb", stream="cam")
+        for previous, current in itertools.pairwise(frames)
+    ]
+    pending = [graphed.submit([pair], backward=True) for pair in pairs]
+    for pair, waiting in reversed(list(zip(pairs, pending, strict=True))):
+        (got,) = waiting.result()
+        (expected,) = eager.compute([pair], backward=True)
+        np.testing.assert_allclose(got.forward, expected.forward, atol=1e-3)
+        np.testing.assert_allclose(got.backward, expected.backward, atol=1e-3)
 
 
 @CUDA

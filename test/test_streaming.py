@@ -78,6 +78,27 @@ def test_streamed_flow_equals_encoding_both_frames(checkpoints, version, backwar
     assert streamed.encoded_frames == pairs + 3
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_pipelined_submissions_equal_one_call_at_a_time(checkpoints, version):
+    """The next pair is submitted before the previous result is taken (the worker's
+    overlap under backlog), and results are taken in either order."""
+    pipelined = make_engine(checkpoints[version], version, streaming=True)
+    reference = make_engine(checkpoints[version], version, streaming=False)
+    sequence = camera_sequence()
+    pending = [
+        pipelined.submit([FramePair(previous, current, "rgb", stream="cam")], backward=True)
+        for previous, current in sequence
+    ]
+    for index in (*range(1, len(sequence), 2), *range(0, len(sequence), 2)):
+        previous, current = sequence[index]
+        (got,) = pending[index].result()
+        (expected,) = reference.compute([FramePair(previous, current, "rgb")], backward=True)
+        np.testing.assert_allclose(got.forward, expected.forward, atol=TOLERANCE_PX)
+        np.testing.assert_allclose(got.backward, expected.backward, atol=TOLERANCE_PX)
+        assert pending[index].result() is pending[index].result()
+    assert pipelined.encoded_frames == len(sequence) + 3
+
+
 def test_streams_of_several_cameras_in_one_batch(checkpoints):
     streamed = make_engine(checkpoints["neuflow_v2"], "neuflow_v2", streaming=True)
     reference = make_engine(checkpoints["neuflow_v2"], "neuflow_v2", streaming=False)
