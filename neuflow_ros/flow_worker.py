@@ -7,6 +7,13 @@ pairs each with its camera's previous frame, computes every ready pair in one
 batched engine call and hands the results to a sink (the node's publishers).
 An exception while computing or publishing is reported and the worker goes
 on with the next frames; only a failure to create the engine stops it.
+
+When frames are already waiting while a batch computes (the engine cannot
+keep up, or a keep-all queue is draining), the worker submits the next batch
+before it waits for the current one: on a GPU the next frames' upload and
+launches, and this batch's tracking and publishing, then overlap the
+network's work. With nothing waiting a batch is finished at once, so the
+overlap never adds latency.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .camera_stream import CameraStream, ResetReason, StreamFrame
-from .flow_types import FlowResult, FramePair
+from .flow_types import FlowResult, FramePair, PendingFlow
 from .frame_mailbox import FrameMailbox
 
 
@@ -90,6 +97,17 @@ class WorkerObserver(Protocol):
 FlowSink = Callable[[Sequence[CameraFlow]], None]
 
 
+@dataclass(frozen=True)
+class _SubmittedBatch:
+    """A batch handed to the engine whose flow the worker has not taken yet."""
+
+    pairs: list[tuple[CameraFrame, CameraFrame]]
+    settings: WorkerSettings
+    """As read when the batch was submitted, so its results are published as asked then."""
+    pending: PendingFlow
+    started: float
+
+
 class FlowWorker:
     """Runs ``engine_factory`` and the compute loop on its own thread."""
 
@@ -148,12 +166,20 @@ class FlowWorker:
             return
         self._ready.set()
         self._observer.engine_ready(self.engine)
+        in_flight: _SubmittedBatch | None = None
         while not self._stop.is_set():
-            frames = self._mailbox.take(timeout=self._poll_interval_s)
-            if frames:
-                self._process(list(frames.values()))
+            # With a batch in flight only frames already waiting are taken.
+            frames = self._mailbox.take(
+                timeout=0.0 if in_flight is not None else self._poll_interval_s
+            )
+            submitted = self._submit(list(frames.values())) if frames else None
+            if in_flight is not None:
+                self._finish(in_flight)
+            in_flight = submitted
+        if in_flight is not None:
+            self._finish(in_flight)
 
-    def _process(self, frames: list[CameraFrame]) -> None:
+    def _submit(self, frames: list[CameraFrame]) -> _SubmittedBatch | None:
         settings = self.settings
         taken_s = time.monotonic()
         pairs: list[tuple[CameraFrame, CameraFrame]] = []
@@ -163,10 +189,10 @@ class FlowWorker:
             if previous is not None:
                 pairs.append((previous, frame))
         if not pairs:
-            return
+            return None
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
-            results = self.engine.compute(
+            pending = self.engine.submit(
                 [
                     FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
                     for p, c in pairs
@@ -174,13 +200,22 @@ class FlowWorker:
                 backward=settings.backward,
                 output_grid=settings.output_grid,
             )
-            self._observer.inference_done(len(pairs), time.perf_counter() - started)
+        except Exception as error:
+            self._observer.worker_exception("compute", error, traceback.format_exc())
+            return None
+        return _SubmittedBatch(pairs, settings, pending, started)
+
+    def _finish(self, batch: _SubmittedBatch) -> None:
+        try:
+            results = batch.pending.result()
+            self._observer.inference_done(len(batch.pairs), time.perf_counter() - batch.started)
         except Exception as error:
             self._observer.worker_exception("compute", error, traceback.format_exc())
             return
+        output_grid = batch.settings.output_grid
         flows = [
-            CameraFlow(current.camera, previous, current, result, settings.output_grid)
-            for (previous, current), result in zip(pairs, results, strict=True)
+            CameraFlow(current.camera, previous, current, result, output_grid)
+            for (previous, current), result in zip(batch.pairs, results, strict=True)
         ]
         try:
             self._sink(flows)

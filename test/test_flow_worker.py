@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from neuflow_ros.camera_stream import ResetReason
-from neuflow_ros.flow_types import FlowResult
+from neuflow_ros.flow_types import FlowResult, PendingFlow
 from neuflow_ros.flow_worker import CameraFrame, FlowWorker, WorkerSettings
 from neuflow_ros.frame_mailbox import FrameMailbox
 
@@ -15,26 +15,43 @@ SECOND = 1_000_000_000
 
 
 class FakeEngine:
-    """Returns flow whose u is the stamp difference (ms) of the pair, so pairing is visible."""
+    """Returns flow whose u is the stamp difference (ms) of the pair, so pairing is visible.
 
-    def __init__(self, fail_on_call: int | None = None):
+    ``log`` records submissions and result hand-overs in order, to show when the
+    worker overlaps batches. ``fail_on_call`` makes that submission raise, at
+    submit or (``fail_at='result'``) when its result is taken, like a GPU error.
+    """
+
+    def __init__(self, fail_on_call: int | None = None, fail_at: str = "submit"):
         self.calls = []
         self.pairs = []
         self.warm_ups = []
+        self.log = []
         self.fail_on_call = fail_on_call
+        self.fail_at = fail_at
 
-    def compute(self, pairs, backward=False, output_grid="input"):
+    def submit(self, pairs, backward=False, output_grid="input"):
         self.calls.append((len(pairs), output_grid))
         self.pairs.extend(pairs)
-        if self.fail_on_call == len(self.calls):
+        call = len(self.calls)
+        self.log.append(("submit", call))
+        if self.fail_on_call == call and self.fail_at == "submit":
             raise RuntimeError("simulated CUDA error")
-        results = []
-        for pair in pairs:
-            height, width = pair.current.shape[:2]
-            flow = np.zeros((height, width, 2), np.float32)
-            flow[..., 0] = float(pair.current[0, 0, 0]) - float(pair.previous[0, 0, 0])
-            results.append(FlowResult(forward=flow, backward=None, input_size=(width, height)))
-        return results
+
+        def finish():
+            self.log.append(("result", call))
+            if self.fail_on_call == call:
+                raise RuntimeError("simulated CUDA error")
+            return [self._result(pair) for pair in pairs]
+
+        return PendingFlow(finish)
+
+    @staticmethod
+    def _result(pair):
+        height, width = pair.current.shape[:2]
+        flow = np.zeros((height, width, 2), np.float32)
+        flow[..., 0] = float(pair.current[0, 0, 0]) - float(pair.previous[0, 0, 0])
+        return FlowResult(forward=flow, backward=None, input_size=(width, height))
 
     def warm_up(self, height, width, color_order, batch=1, backward=False, output_grid="input"):
         self.warm_ups.append((width, height, color_order, backward, output_grid))
@@ -134,6 +151,33 @@ def test_pairs_chain_frame_objects_per_camera_for_streaming():
         assert second.previous is first.current
 
 
+def test_waiting_frames_are_submitted_before_the_batch_in_flight_is_finished():
+    """Under backlog the next upload overlaps the current compute; results stay in order."""
+    engine = FakeEngine()
+    recorder = Recorder()
+    mailbox = FrameMailbox(keep_all=True)
+    for index in range(5):
+        mailbox.put("", frame("", 1.0 + index / 10, 10 + index * index))
+    worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, poll_interval_s=0.01)
+    worker.start()
+    deadline = time.monotonic() + 5.0
+    while len(recorder.flows) < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert worker.stop(2.0)
+    assert engine.log == [("submit", 1), ("submit", 2), ("result", 1), ("submit", 3),
+                          ("result", 2), ("submit", 4), ("result", 3), ("result", 4)]
+    assert [float(f.result.forward[0, 0, 0]) for f in recorder.flows] == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_without_waiting_frames_each_batch_is_finished_before_the_next_submit():
+    """No backlog, no overlap: a batch's flow is published without waiting for a frame."""
+    engine = FakeEngine()
+    recorder = run_worker(engine, [[frame("", 1.0, 1)], [frame("", 1.1, 2)],
+                                   [frame("", 1.2, 4)]])
+    assert engine.log == [("submit", 1), ("result", 1), ("submit", 2), ("result", 2)]
+    assert len(recorder.flows) == 2
+
+
 def test_reset_is_reported_and_no_flow_crosses_it():
     engine = FakeEngine()
     recorder = run_worker(engine, [
@@ -154,8 +198,9 @@ def test_settings_are_read_per_batch():
     assert recorder.flows[0].output_grid == "inference"
 
 
-def test_compute_exception_is_reported_and_the_worker_goes_on():
-    engine = FakeEngine(fail_on_call=1)
+@pytest.mark.parametrize("fail_at", ["submit", "result"])
+def test_compute_exception_is_reported_and_the_worker_goes_on(fail_at):
+    engine = FakeEngine(fail_on_call=1, fail_at=fail_at)
     recorder = run_worker(engine, [[frame("", 1.0, 1)], [frame("", 1.1, 2)],
                                    [frame("", 1.2, 4)]])
     exceptions = [e for e in recorder.events if e[0] == "exception"]
