@@ -9,7 +9,10 @@ per batch item) fed frame after frame through ``FlowEngine.compute``:
 - ``fp32``: fp32, both images encoded, no graphs;
 - ``fp16``: fp16, both images encoded, no graphs (CUDA only);
 - ``fp16_graphs``: as fp16, replayed from CUDA graphs (CUDA only);
-- ``streaming``: fp16 + graphs on CUDA (fp32 on the CPU), each frame encoded once.
+- ``streaming``: fp16 + graphs on CUDA (fp32 on the CPU), each frame encoded once;
+- ``pipelined``: as streaming, with the next step submitted before the previous
+  step's flow is taken (``FlowEngine.submit``), as the node's worker does under
+  backlog; its times are the intervals between finished steps.
 
 Per mode: median and p95 milliseconds per call, pairs per second, start-up
 (engine creation + warm-up, which includes graph capture), GPU memory, and
@@ -17,7 +20,9 @@ the flow difference to fp32 on real robot frames (median and p95 of the
 per-pixel end-point difference). Speed does not depend on the weights, so
 random weights in the official checkpoint format are used unless
 ``--checkpoint`` is given; with random weights the fp16 error is only an
-upper-bound indication (random weights amplify rounding).
+upper-bound indication (random weights amplify rounding). The frames are the
+robot sequence from shared/data (``--frames``), or moving synthetic texture
+where it is missing; the JSON says which.
 
     PYTHONPATH=. python benchmarks/bench_modes.py --device cuda --out benchmarks/results
 
@@ -78,13 +83,14 @@ def mode_config(mode: str, backend: str, checkpoint: str, device: str) -> Engine
         "fp16": {"precision": "fp16", "streaming": False, "cuda_graphs": False},
         "fp16_graphs": {"precision": "fp16", "streaming": False, "cuda_graphs": True},
         "streaming": {"precision": half, "streaming": True, "cuda_graphs": True},
+        "pipelined": {"precision": half, "streaming": True, "cuda_graphs": True},
     }[mode]
     return EngineConfig(backend=backend, checkpoint=checkpoint, device=device, **settings)
 
 
-def load_frames(width: int, height: int, count: int) -> list[np.ndarray]:
+def load_frames(folder: pathlib.Path, width: int, height: int, count: int) -> list[np.ndarray]:
     """Real robot frames resized to the size, or moving synthetic texture without the data."""
-    paths = sorted(ROBOT_SEQUENCE.glob("*.jpg"))[:count]
+    paths = sorted(folder.glob("*.jpg"))[:count]
     if paths:
         return [
             cv2.resize(
@@ -119,8 +125,14 @@ class _ModeRun:
     engine: FlowEngine
 
 
-def run_mode(config: EngineConfig, frames: list[np.ndarray], batch: int, runs: int) -> _ModeRun:
-    """Times ``runs`` steady-state calls after start-up; keeps camera 0's flows."""
+def run_mode(
+    config: EngineConfig, frames: list[np.ndarray], batch: int, runs: int, pipelined: bool
+) -> _ModeRun:
+    """Times ``runs`` steady-state steps after start-up; keeps camera 0's flows.
+
+    Pipelined, step ``k + 1`` is submitted before step ``k``'s flow is taken,
+    and a step's time is the interval since the previous step finished.
+    """
     height, width = frames[0].shape[:2]
     started = time.perf_counter()
     engine = FlowEngine(config)
@@ -129,14 +141,24 @@ def run_mode(config: EngineConfig, frames: list[np.ndarray], batch: int, runs: i
     encoded_before = engine.encoded_frames or 0
     durations = []
     flows = []
-    for step in range(runs):
-        pairs = stream_pairs(frames, step, batch)
-        begin = time.perf_counter()
-        results = engine.compute(pairs)
-        durations.append((time.perf_counter() - begin) * 1000.0)
-        flows.append(results[0].forward)
+    if pipelined:
+        pending = engine.submit(stream_pairs(frames, 0, batch))
+        finished = time.perf_counter()
+        for step in range(1, runs + 1):
+            following = engine.submit(stream_pairs(frames, step, batch))
+            flows.append(pending.result()[0].forward)
+            previous_finish, finished = finished, time.perf_counter()
+            durations.append((finished - previous_finish) * 1000.0)
+            pending = following
+        pending.result()
+    else:
+        for step in range(runs):
+            begin = time.perf_counter()
+            flows.append(engine.compute(stream_pairs(frames, step, batch))[0].forward)
+            durations.append((time.perf_counter() - begin) * 1000.0)
     encoded = (engine.encoded_frames or 0) - encoded_before
-    return _ModeRun(durations, startup_s, flows, encoded / (runs * batch), engine)
+    steps = runs + 1 if pipelined else runs
+    return _ModeRun(durations, startup_s, flows, encoded / (steps * batch), engine)
 
 
 def measure(args: argparse.Namespace) -> list[ModeResult]:
@@ -147,14 +169,16 @@ def measure(args: argparse.Namespace) -> list[ModeResult]:
                 write_random_checkpoint(backend, pathlib.Path(folder))
             )
             for width, height in args.sizes:
-                frames = load_frames(width, height, count=10)
+                frames = load_frames(args.frames, width, height, count=10)
                 for batch in args.batches:
                     reference = None
                     for mode in ["fp32", *(m for m in args.modes if m != "fp32")]:
                         if mode in CUDA_ONLY_MODES and not args.device.startswith("cuda"):
                             continue
                         config = mode_config(mode, backend, checkpoint, args.device)
-                        run = run_mode(config, frames, batch, args.runs)
+                        run = run_mode(
+                            config, frames, batch, args.runs, pipelined=mode == "pipelined"
+                        )
                         if mode == "fp32":
                             reference = run.flows
                         differences = np.concatenate(
@@ -243,11 +267,17 @@ def main() -> None:
     )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 2])
     parser.add_argument(
-        "--modes", nargs="+", default=["baseline", "fp32", "fp16", "fp16_graphs", "streaming"]
+        "--modes",
+        nargs="+",
+        default=["baseline", "fp32", "fp16", "fp16_graphs", "streaming", "pipelined"],
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--checkpoint", default=None)
+    parser.add_argument(
+        "--frames", type=pathlib.Path, default=ROBOT_SEQUENCE,
+        help="folder of .jpg camera frames (default: the shared robot sequence)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=pathlib.Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
@@ -258,7 +288,12 @@ def main() -> None:
     print(TABLE_HEADER, flush=True)
     results = measure(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine, "results": [asdict(result) for result in results]}
+    frame_count = len(list(args.frames.glob("*.jpg")))
+    report = {
+        "machine": machine,
+        "frames": f"{args.frames} ({frame_count} jpg)" if frame_count else "synthetic texture",
+        "results": [asdict(result) for result in results],
+    }
     (args.out / "modes_benchmark.json").write_text(json.dumps(report, indent=2))
     plot(results, args.out / "modes_benchmark.png")
     print(f"wrote {args.out / 'modes_benchmark.json'} and {args.out / 'modes_benchmark.png'}")
