@@ -105,7 +105,10 @@ class GraphedFunction:
                 self._function(*static_inputs)
             torch.cuda.current_stream(device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # Thread-local: engines of other threads (composable nodes in one
+            # container) keep allocating and launching while this one records;
+            # the default, global mode would fail their calls, not just this capture.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 outputs = self._function(*static_inputs)
         except Exception as error:  # any capture failure means: run eagerly
             self._logger.warning(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from dataclasses import replace
 
 import cv2
@@ -607,6 +608,32 @@ def test_cuda_submissions_in_flight_keep_their_own_results(checkpoints, version)
         (expected,) = eager.compute([pair], backward=True)
         np.testing.assert_allclose(got.forward, expected.forward, atol=1e-3)
         np.testing.assert_allclose(got.backward, expected.backward, atol=1e-3)
+
+
+@CUDA
+def test_cuda_engines_in_two_threads_capture_and_run_side_by_side(checkpoints):
+    """Two nodes in one process: one engine's graph capture must not break the other's calls."""
+    base = {"backend": "neuflow_v1", "checkpoint": checkpoints["neuflow_v1"], "device": "cuda"}
+    sizes = [(WIDTH, HEIGHT), (96, 64)]
+    expected = _camera_run(FlowEngine(EngineConfig(**base, cuda_graphs=False)), sizes, steps=4)
+    outcomes: dict[int, object] = {}
+
+    def run(slot: int) -> None:
+        try:
+            outcomes[slot] = _camera_run(FlowEngine(EngineConfig(**base)), sizes, steps=4)
+        except Exception as error:  # reported below, with the other thread's outcome
+            outcomes[slot] = error
+
+    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for slot in range(2):
+        results = outcomes[slot]
+        assert isinstance(results, list), f"engine thread {slot} failed: {results!r}"
+        for got, want in zip(results, expected, strict=True):
+            np.testing.assert_allclose(got.forward, want.forward, atol=1e-3)
 
 
 @CUDA
