@@ -6,7 +6,8 @@ input size, or any size when a fixed inference size is set) and, for
 backward flow, the swapped pairs stacked into the same batch. Each frame is
 encoded once, however many pairs it appears in, and in streaming mode once
 per stream: the frame that ends one pair starts the next (stream_encodings).
-On CUDA both network halves are replayed from CUDA graphs (cuda_graphs).
+On CUDA both network halves are replayed from CUDA graphs (cuda_graphs), and
+submit only queues work: the host waits for the GPU in PendingFlow.result().
 """
 
 from __future__ import annotations
