@@ -27,6 +27,7 @@ Each file carries metadata (network version, iteration counts) so that
 from __future__ import annotations
 
 import importlib
+import inspect
 import io
 import math
 import os
@@ -157,8 +158,8 @@ def export_onnx(
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
             opset_version=opset,
-            dynamo=False,
             do_constant_folding=True,
+            **_torchscript_exporter_choice(),
         )
     model = onnx.load_from_string(buffer.getvalue())
     metadata = {"neuflow_version": version, "input": "RGB float32 0..255", "flow_unit": "pixel"}
@@ -308,6 +309,18 @@ def _iterations_for(
     if min(iterations) < 0:
         raise ValueError(f"iteration counts must be >= 0, got {iterations}")
     return iterations
+
+
+def _torchscript_exporter_choice() -> dict[str, bool]:
+    """Select the TorchScript exporter on every supported torch.
+
+    torch 2.9 made dynamo the default, so it must be turned off by name there;
+    torch < 2.5 (JetPack 6.0 ships 2.3) has only the TorchScript exporter and
+    rejects the ``dynamo`` argument.
+    """
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        return {"dynamo": False}
+    return {}
 
 
 def _static_input_shape(model: onnx.ModelProto, onnx_path: Path) -> tuple[int, int, int, int]:
