@@ -180,6 +180,15 @@ class FlowEngine:
         """The precision actually used, after a possible fp16 -> fp32 fallback."""
         return self._precision
 
+    @property
+    def submits_asynchronously(self) -> bool:
+        """True when ``submit`` returns before the flow is computed (NeuFlow on CUDA).
+
+        Only then does submitting the next batch before taking this one's flow
+        overlap anything; on the CPU it would merely delay this one's results.
+        """
+        return self._device.startswith("cuda")
+
     def compute(
         self, pairs: Sequence[FramePair], backward: bool = False, output_grid: str = "input"
     ) -> list[FlowResult]:

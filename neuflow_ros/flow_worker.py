@@ -8,12 +8,13 @@ batched engine call and hands the results to a sink (the node's publishers).
 An exception while computing or publishing is reported and the worker goes
 on with the next frames; only a failure to create the engine stops it.
 
-When frames are already waiting while a batch computes (the engine cannot
-keep up, or a keep-all queue is draining), the worker submits the next batch
-before it waits for the current one: on a GPU the next frames' upload and
-launches, and this batch's tracking and publishing, then overlap the
+On a GPU, when frames are already waiting while a batch computes (the
+engine cannot keep up, or a keep-all queue is draining), the worker submits
+the next batch before it waits for the current one: the next frames' upload
+and launches, and this batch's tracking and publishing, then overlap the
 network's work. With nothing waiting a batch is finished at once, so the
-overlap never adds latency.
+overlap never adds latency; on the CPU, where submitting computes, batches
+never overlap.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ class FlowWorker:
             return
         self._ready.set()
         self._observer.engine_ready(self.engine)
+        overlap = bool(self.engine.submits_asynchronously)
         in_flight: _SubmittedBatch | None = None
         while not self._stop.is_set():
             # With a batch in flight only frames already waiting are taken.
@@ -176,6 +178,9 @@ class FlowWorker:
             if in_flight is not None:
                 self._finish(in_flight)
             in_flight = submitted
+            if in_flight is not None and not overlap:
+                self._finish(in_flight)
+                in_flight = None
         if in_flight is not None:
             self._finish(in_flight)
 

@@ -248,6 +248,7 @@ def test_dis_warm_up_and_cpu_diagnostics():
     engine.warm_up(HEIGHT, WIDTH, "bgr", batch=2, backward=True)
     assert (engine.backend, engine.device, engine.precision) == ("dis", "cpu", "fp32")
     assert engine.gpu_memory_bytes() is None
+    assert not engine.submits_asynchronously
     with pytest.raises(ValueError, match="color_order"):
         engine.warm_up(HEIGHT, WIDTH, "rgba")
 
@@ -596,6 +597,7 @@ def test_cuda_submissions_in_flight_keep_their_own_results(checkpoints, version)
     graphed = FlowEngine(EngineConfig(**base, cuda_graphs=True))
     eager = FlowEngine(EngineConfig(**base, cuda_graphs=False, streaming=False))
     graphed.warm_up(HEIGHT, WIDTH, "rgb", backward=True)
+    assert graphed.submits_asynchronously
     start = smooth_texture(HEIGHT, WIDTH, 40, channels=3)
     frames = [translate(start, 1.5 * index, -0.5 * index) for index in range(7)]
     pairs = [

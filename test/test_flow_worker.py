@@ -22,7 +22,9 @@ class FakeEngine:
     submit or (``fail_at='result'``) when its result is taken, like a GPU error.
     """
 
-    def __init__(self, fail_on_call: int | None = None, fail_at: str = "submit"):
+    def __init__(self, fail_on_call: int | None = None, fail_at: str = "submit",
+                 submits_asynchronously: bool = True):
+        self.submits_asynchronously = submits_asynchronously
         self.calls = []
         self.pairs = []
         self.warm_ups = []
@@ -151,22 +153,37 @@ def test_pairs_chain_frame_objects_per_camera_for_streaming():
         assert second.previous is first.current
 
 
-def test_waiting_frames_are_submitted_before_the_batch_in_flight_is_finished():
-    """Under backlog the next upload overlaps the current compute; results stay in order."""
-    engine = FakeEngine()
+def run_backlog(engine, frames: int = 5):
+    """Frames queued before the worker starts: a backlog from the first batch on."""
     recorder = Recorder()
     mailbox = FrameMailbox(keep_all=True)
-    for index in range(5):
+    for index in range(frames):
         mailbox.put("", frame("", 1.0 + index / 10, 10 + index * index))
     worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, poll_interval_s=0.01)
     worker.start()
     deadline = time.monotonic() + 5.0
-    while len(recorder.flows) < 4 and time.monotonic() < deadline:
+    while len(recorder.flows) < frames - 1 and time.monotonic() < deadline:
         time.sleep(0.005)
     assert worker.stop(2.0)
+    return recorder
+
+
+def test_waiting_frames_are_submitted_before_the_batch_in_flight_is_finished():
+    """Under backlog on a GPU the next upload overlaps the current compute; results in order."""
+    engine = FakeEngine()
+    recorder = run_backlog(engine)
     assert engine.log == [("submit", 1), ("submit", 2), ("result", 1), ("submit", 3),
                           ("result", 2), ("submit", 4), ("result", 3), ("result", 4)]
     assert [float(f.result.forward[0, 0, 0]) for f in recorder.flows] == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_an_engine_that_computes_at_submit_never_overlaps_batches():
+    """On the CPU submitting ahead would only delay every result by one batch."""
+    engine = FakeEngine(submits_asynchronously=False)
+    recorder = run_backlog(engine)
+    assert engine.log == [("submit", 1), ("result", 1), ("submit", 2), ("result", 2),
+                          ("submit", 3), ("result", 3), ("submit", 4), ("result", 4)]
+    assert len(recorder.flows) == 4
 
 
 def test_without_waiting_frames_each_batch_is_finished_before_the_next_submit():

@@ -97,6 +97,7 @@ def test_pipelined_submissions_equal_one_call_at_a_time(checkpoints, version):
         np.testing.assert_allclose(got.backward, expected.backward, atol=TOLERANCE_PX)
         assert pending[index].result() is pending[index].result()
     assert pipelined.encoded_frames == len(sequence) + 3
+    assert not pipelined.submits_asynchronously  # the CPU computes at submit
 
 
 def test_streams_of_several_cameras_in_one_batch(checkpoints):
