@@ -23,6 +23,7 @@ _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-
 # Number of coefficients each supported CameraInfo distortion model carries.
 _COEFFICIENT_COUNTS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
 _NO_DISTORTION_MODELS = ("", "none")
+_OPENCV_MINOR_VERSION = tuple(int(part) for part in cv2.__version__.split(".")[:2])
 
 
 def _undistort_pinhole(points: np.ndarray, k: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -35,6 +36,18 @@ def _undistort_pinhole(points: np.ndarray, k: np.ndarray, d: np.ndarray) -> np.n
     if undistort_iter is not None:
         return undistort_iter(points, k, d, None, None, _UNDISTORT_CRITERIA)
     return cv2.undistortPoints(points, k, d, criteria=_UNDISTORT_CRITERIA)
+
+
+def _undistort_fisheye(points: np.ndarray, k: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Undistort with the Kannala-Brandt model, whatever the OpenCV 4 minor version.
+
+    cv2.fisheye.undistortPoints takes termination criteria since OpenCV 4.6;
+    Ubuntu 22.04 (ROS 2 Humble) ships 4.5.4, whose fixed 10 Newton steps
+    already converge to about 1e-15 on the lenses in test_camera_model.
+    """
+    if _OPENCV_MINOR_VERSION >= (4, 6):
+        return cv2.fisheye.undistortPoints(points, k, d, criteria=_UNDISTORT_CRITERIA)
+    return cv2.fisheye.undistortPoints(points, k, d)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,9 +107,7 @@ class CameraModel:
             return np.empty((0, 2), dtype=np.float64)
         cv_points = points.reshape(-1, 1, 2)
         if self.distortion_model == "equidistant":
-            normalized = cv2.fisheye.undistortPoints(
-                cv_points, self.camera_matrix, self.distortion, criteria=_UNDISTORT_CRITERIA
-            )
+            normalized = _undistort_fisheye(cv_points, self.camera_matrix, self.distortion)
         else:
             normalized = _undistort_pinhole(cv_points, self.camera_matrix, self.distortion)
         return normalized.reshape(-1, 2)
