@@ -9,7 +9,7 @@ which lets the tool run headless on a robot or in CI. ROS-free.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -48,12 +48,12 @@ def machine_info() -> dict[str, Any]:
         "torch": None,
         "gpu": None,
     }
-    try:
-        info["torch"] = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
+    if importlib.util.find_spec("torch") is None:
         return info
     import torch
 
+    # torch's own version string keeps the build tag (+cpu, +cu124) the package metadata drops.
+    info["torch"] = torch.__version__
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
