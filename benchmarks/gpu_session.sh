@@ -6,7 +6,11 @@
 #   benchmarks/gpu_session.sh OUT_DIR [FRAMES_DIR]
 #
 # FRAMES_DIR holds the robot frames (.jpg) the fp16 error is measured on; the
-# default is the shared robot sequence beside the repository.
+# default is the shared robot sequence beside the repository. Where only the
+# repository travels to the GPU machine, copy the frames into an ignored folder
+# of it first (cp -r ../shared/data/robot_sequence .robot_frames, 3 MB) and pass
+# that folder. Node end to end on the GPU needs ROS as well: neuflow-bench
+# --backends neuflow_v2 --device cuda --precision fp16 after `make setup`.
 set -euo pipefail
 out=${1:?usage: benchmarks/gpu_session.sh OUT_DIR [FRAMES_DIR]}
 frames=${2:-../shared/data/robot_sequence}
