@@ -99,22 +99,6 @@ class FrameUploader:
         )
 
 
-class PendingDownload:
-    """A flow array on its way to host memory; ``result()`` waits for it."""
-
-    def __init__(self, finish: Callable[[], np.ndarray]) -> None:
-        self._finish: Callable[[], np.ndarray] | None = finish
-        self._array: np.ndarray | None = None
-
-    def result(self) -> np.ndarray:
-        """The array, the caller's own: nothing here writes to it again."""
-        if self._finish is not None:
-            finish, self._finish = self._finish, None
-            self._array = finish()
-        assert self._array is not None
-        return self._array
-
-
 class FlowDownloader:
     """Turns network flow into float32 ``[N, h, w, 2]`` arrays in input pixels."""
 
@@ -124,11 +108,12 @@ class FlowDownloader:
 
     def download(
         self, flow: torch.Tensor, geometry: FrameGeometry, output_grid: str
-    ) -> PendingDownload:
+    ) -> Callable[[], np.ndarray]:
         """``flow`` is ``[N, 2, grid_h, grid_w]`` and may be modified in place.
 
-        On CUDA the copy is queued behind the work that computes ``flow`` and
-        the host waits for it only in ``result()``.
+        Returns the function to call, once, for the array (the caller's own:
+        nothing here writes to it again). On CUDA the copy is queued behind
+        the work that computes ``flow``, and the host waits for it only there.
         """
         flow = flow.float()
         output_width, output_height = geometry.output_size(output_grid)
@@ -145,7 +130,7 @@ class FlowDownloader:
         channels_last = flow.permute(0, 2, 3, 1)
         if self._device.type != "cuda":
             array = channels_last.contiguous().numpy()
-            return PendingDownload(lambda: array)
+            return lambda: array
         shape = tuple(channels_last.shape)
         free = self._free_pinned.get_or_create(shape, list)
         pinned = free.pop() if free else torch.empty(shape, dtype=torch.float32, pin_memory=True)
@@ -163,7 +148,7 @@ class FlowDownloader:
                 spare.append(pinned)
             return array
 
-        return PendingDownload(finish)
+        return finish
 
 
 def _fit_to_grid(images: torch.Tensor, geometry: FrameGeometry) -> torch.Tensor:

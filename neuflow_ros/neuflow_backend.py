@@ -21,7 +21,7 @@ import torch
 
 from neuflow_ros.bounded_cache import BoundedCache
 from neuflow_ros.cuda_graphs import GraphedFunction
-from neuflow_ros.device_transfer import FlowDownloader, FrameUploader, PendingDownload
+from neuflow_ros.device_transfer import FlowDownloader, FrameUploader
 from neuflow_ros.flow_types import FlowResult, FramePair, PendingFlow
 from neuflow_ros.frame_geometry import FrameGeometry, plan_geometry
 from neuflow_ros.models import EncodedImages, FlowNetwork
@@ -85,7 +85,7 @@ class NeuFlowBackend:
 
     def submit(self, pairs: Sequence[FramePair], backward: bool, output_grid: str) -> PendingFlow:
         """Queues every pass and download; on CUDA nothing here waits for the GPU."""
-        downloads: list[tuple[_PairGroup, PendingDownload]] = []
+        downloads: list[tuple[_PairGroup, Callable[[], np.ndarray]]] = []
         with torch.inference_mode():
             for batch in self._group_by_grid(self._group_by_input(pairs)).values():
                 self._run_batch(batch, backward)
@@ -99,7 +99,7 @@ class NeuFlowBackend:
         def finish() -> list[FlowResult]:
             results: dict[int, FlowResult] = {}
             for group, download in downloads:
-                _collect(group, download.result(), backward, results)
+                _collect(group, download(), backward, results)
             return [results[index] for index in range(len(pairs))]
 
         return PendingFlow(finish)
