@@ -24,6 +24,7 @@ from neuflow_ros import bag_runner
 from neuflow_ros.bag_tool import main
 from neuflow_ros.flow_io import read_flo, read_kitti_flow
 from neuflow_ros.progress_report import ProgressReport
+from neuflow_ros.synthetic_sequence import Motion, SyntheticSequence
 
 REPO = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT, FRAMES = 96, 64, 6
@@ -42,18 +43,12 @@ FAST = ["--backend", "dis", "--dis-preset", "medium", "--threads", "1", "--max-t
         "--min-distance", "8"]
 
 
+_SEQUENCE = SyntheticSequence(WIDTH, HEIGHT, Motion(*SHIFT, rotation_deg=0.0, zoom=1.0))
+
+
 def textured_frame(index: int) -> np.ndarray:
-    """RGB frame: a sum of sinusoids, evaluated exactly at the shifted coordinates."""
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
-    x = x - index * SHIFT[0]
-    y = y - index * SHIFT[1]
-    value = (
-        np.sin(x / 3.1 + 0.4 * np.sin(y / 5.3)) + np.cos(y / 2.7 - x / 9.0)
-        + 0.7 * np.sin((x + 2 * y) / 4.3) * np.cos((x - y) / 6.1)
-    )
-    gray = 128 + 40 * value
-    rgb = np.dstack([gray, 0.8 * gray + 20, 255 - gray])
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    """RGB frame ``index`` of a scene translating by SHIFT per frame (exact, analytic)."""
+    return _SEQUENCE.frame(index)
 
 
 def header(index: int):
