@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
+from neuflow_ros.synthetic_sequence import Motion, SyntheticSequence
 
 RANDOM_WEIGHTS = "random"
 """``EngineTiming.weights`` of a NeuFlow engine timed without a trained checkpoint."""
@@ -54,18 +54,14 @@ class EngineTiming:
 
 
 def synthetic_frame_pair(width: int, height: int, seed: int = 0) -> FramePair:
-    """Two RGB frames of smooth random texture, the second shifted by SYNTHETIC_SHIFT_PX.
+    """Two RGB frames of a textured scene, the second shifted by SYNTHETIC_SHIFT_PX.
 
     Texture rather than a flat image so DIS does the work it does on a real
     camera (it skips nothing on textured input); no data files needed.
     """
-    rng = np.random.default_rng(seed)
-    noise = rng.random((height, width, 3), dtype=np.float32)
-    texture = cv2.GaussianBlur(noise, (0, 0), max(1.0, min(width, height) / 100.0))
-    previous = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    shift = np.float32([[1, 0, SYNTHETIC_SHIFT_PX[0]], [0, 1, SYNTHETIC_SHIFT_PX[1]]])
-    current = cv2.warpAffine(previous, shift, (width, height), borderMode=cv2.BORDER_REFLECT)
-    return FramePair(previous, current, "rgb")
+    motion = Motion(*SYNTHETIC_SHIFT_PX, rotation_deg=0.0, zoom=1.0)
+    sequence = SyntheticSequence(width, height, motion, seed=seed)
+    return FramePair(sequence.frame(0), sequence.frame(1), "rgb")
 
 
 def write_random_checkpoint(backend: str, folder: Path, seed: int = 0) -> Path:
