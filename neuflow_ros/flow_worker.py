@@ -22,7 +22,8 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -134,6 +135,12 @@ class FlowWorker:
         self._thread = threading.Thread(target=self._run, name="neuflow-worker", daemon=True)
         self.engine: Any = None
         self.startup_error: BaseException | None = None
+        self.engine_call_started: float | None = None
+        """time.monotonic() when the engine call now running began; None between calls.
+
+        A call that never returns (a hung GPU, a driver reset) shows here, while
+        the thread itself stays alive and reports nothing.
+        """
 
     def start(self) -> None:
         self._thread.start()
@@ -197,14 +204,15 @@ class FlowWorker:
             return None
         started = time.perf_counter()
         try:
-            pending = self.engine.submit(
-                [
-                    FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
-                    for p, c in pairs
-                ],
-                backward=settings.backward,
-                output_grid=settings.output_grid,
-            )
+            with self._engine_call():
+                pending = self.engine.submit(
+                    [
+                        FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
+                        for p, c in pairs
+                    ],
+                    backward=settings.backward,
+                    output_grid=settings.output_grid,
+                )
         except Exception as error:
             self._observer.worker_exception("compute", error, traceback.format_exc())
             return None
@@ -212,7 +220,8 @@ class FlowWorker:
 
     def _finish(self, batch: _SubmittedBatch) -> None:
         try:
-            results = batch.pending.result()
+            with self._engine_call():
+                results = batch.pending.result()
             self._observer.inference_done(len(batch.pairs), time.perf_counter() - batch.started)
         except Exception as error:
             self._observer.worker_exception("compute", error, traceback.format_exc())
@@ -250,9 +259,18 @@ class FlowWorker:
         self._warmed_up.add(key)
         try:
             settings = self.settings
-            self.engine.warm_up(
-                frame.height, frame.width, frame.color_order,
-                backward=settings.backward, output_grid=settings.output_grid,
-            )
+            with self._engine_call():
+                self.engine.warm_up(
+                    frame.height, frame.width, frame.color_order,
+                    backward=settings.backward, output_grid=settings.output_grid,
+                )
         except Exception as error:
             self._observer.worker_exception("warm-up", error, traceback.format_exc())
+
+    @contextmanager
+    def _engine_call(self) -> Iterator[None]:
+        self.engine_call_started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.engine_call_started = None

@@ -83,6 +83,10 @@ class DiagnosticThresholds:
     min_output_ratio: float = 0.5
     """WARN when flows per second fall below this fraction of frames per second."""
 
+    stall_timeout_s: float = 10.0
+    """ERROR when one engine call has been running this long (0 disables): far
+    above any healthy batch, warm-up included, on the slowest supported setup."""
+
 
 @dataclass(frozen=True)
 class StatusReport:
@@ -289,17 +293,28 @@ class NodeHealth:
                 "resets": sum(health.resets.values()),
             }
 
-    def report(self, now_s: float, gpu_memory_bytes: int | None = None) -> list[StatusReport]:
+    def report(
+        self,
+        now_s: float,
+        gpu_memory_bytes: int | None = None,
+        engine_call_started_s: float | None = None,
+    ) -> list[StatusReport]:
+        """``engine_call_started_s``: when the engine call now running began (the
+        worker's ``engine_call_started``), None when none is running."""
         with self._lock:
-            reports = [self._engine_report(now_s, gpu_memory_bytes)]
+            reports = [self._engine_report(now_s, gpu_memory_bytes, engine_call_started_s)]
             reports.extend(
                 self._camera_report(camera, health, now_s)
                 for camera, health in self._cameras.items()
             )
             return reports
 
-    def _engine_report(self, now_s: float, gpu_memory_bytes: int | None) -> StatusReport:
+    def _engine_report(
+        self, now_s: float, gpu_memory_bytes: int | None, engine_call_started_s: float | None
+    ) -> StatusReport:
         recent_exceptions = self._recent_exceptions.count(now_s)
+        call_s = None if engine_call_started_s is None else now_s - engine_call_started_s
+        stall_timeout_s = self.thresholds.stall_timeout_s
         values = [
             ("engine state", self._engine_state),
             *self._engine_info.items(),
@@ -308,11 +323,18 @@ class NodeHealth:
             ("inference time p95 (ms)", _ms(self._inference_s.percentile(now_s, 0.95))),
             ("worker exceptions", str(self._exceptions)),
             ("last worker exception", self._last_exception),
+            ("engine call running (s)", "no" if call_s is None else f"{call_s:.1f}"),
         ]
         if gpu_memory_bytes is not None:
             values.append(("GPU memory (MB)", f"{gpu_memory_bytes / 2**20:.1f}"))
         if self._engine_state in ("failed", "stopped"):
             level, message = ERROR, f"flow engine {self._engine_state}: {self._engine_detail}"
+        elif call_s is not None and stall_timeout_s > 0.0 and call_s > stall_timeout_s:
+            level = ERROR
+            message = (
+                f"flow engine stalled: one call has been running for {call_s:.1f} s "
+                "(GPU hang or driver reset?)"
+            )
         elif recent_exceptions:
             level = ERROR
             message = (

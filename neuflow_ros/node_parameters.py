@@ -221,6 +221,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "WARN when the flow rate falls below this fraction of the image rate.",
         read_only=False, float_range=(0.0, 1.0),
     ),
+    ParameterSpec(
+        "diagnostics.stall_timeout", 10.0,
+        "ERROR when one engine call has been running for this many seconds (a hung GPU); "
+        "0 = never.",
+        read_only=False, float_range=(0.0, 3600.0),
+    ),
 )
 
 SPECS_BY_NAME = {spec.name: spec for spec in PARAMETERS}
@@ -254,6 +260,7 @@ class RuntimeSettings:
     flow_vis_max_magnitude: float | None
     input_timeout_s: float
     min_output_ratio: float
+    stall_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -307,6 +314,7 @@ def read_runtime_settings(get: Callable[[str], Any]) -> RuntimeSettings:
         flow_vis_max_magnitude=vis_max if vis_max > 0.0 else None,
         input_timeout_s=float(get("diagnostics.input_timeout")),
         min_output_ratio=float(get("diagnostics.min_output_ratio")),
+        stall_timeout_s=float(get("diagnostics.stall_timeout")),
     )
 
 

@@ -204,7 +204,9 @@ class FlowPipeline:
             node.get_fully_qualified_name().lstrip("/"),
             {camera: ports.image_topic for camera, ports in self._cameras.items()},
             DiagnosticThresholds(
-                input_timeout_s=runtime.input_timeout_s, min_output_ratio=runtime.min_output_ratio
+                input_timeout_s=runtime.input_timeout_s,
+                min_output_ratio=runtime.min_output_ratio,
+                stall_timeout_s=runtime.stall_timeout_s,
             ),
         )
         self._mailbox: FrameMailbox[CameraFrame] | None = None
@@ -351,6 +353,7 @@ class FlowPipeline:
             self.health.thresholds,
             input_timeout_s=runtime.input_timeout_s,
             min_output_ratio=runtime.min_output_ratio,
+            stall_timeout_s=runtime.stall_timeout_s,
         )
 
     # --- subscription callbacks: convert and hand over, nothing else ----------------------
@@ -481,7 +484,8 @@ class FlowPipeline:
         hardware_id = str(engine.device) if engine is not None else self.settings.device
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self._node.get_clock().now().to_msg()
-        for report in self.health.report(time.monotonic(), gpu_bytes):
+        call_started = worker.engine_call_started if worker is not None else None
+        for report in self.health.report(time.monotonic(), gpu_bytes, call_started):
             array_msg.status.append(
                 DiagnosticStatus(
                     level=_LEVELS[report.level], name=report.name, message=report.message,

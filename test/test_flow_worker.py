@@ -18,13 +18,15 @@ class FakeEngine:
     """Returns flow whose u is the stamp difference (ms) of the pair, so pairing is visible.
 
     ``log`` records submissions and result hand-overs in order, to show when the
-    worker overlaps batches. ``fail_on_call`` makes that submission raise, at
+    worker overlaps batches; ``hold_results`` makes results wait for that event,
+    like a GPU that does not answer. ``fail_on_call`` makes that submission raise, at
     submit or (``fail_at='result'``) when its result is taken, like a GPU error.
     """
 
     def __init__(self, fail_on_call: int | None = None, fail_at: str = "submit",
-                 submits_asynchronously: bool = True):
+                 submits_asynchronously: bool = True, hold_results: threading.Event | None = None):
         self.submits_asynchronously = submits_asynchronously
+        self.hold_results = hold_results
         self.calls = []
         self.pairs = []
         self.warm_ups = []
@@ -42,6 +44,8 @@ class FakeEngine:
 
         def finish():
             self.log.append(("result", call))
+            if self.hold_results is not None:
+                self.hold_results.wait(5.0)
             if self.fail_on_call == call:
                 raise RuntimeError("simulated CUDA error")
             return [self._result(pair) for pair in pairs]
@@ -116,6 +120,13 @@ def run_worker(engine, batches, settings=None):
     return recorder
 
 
+def wait_for(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert condition()
+
+
 def test_frames_of_one_camera_pair_in_order():
     engine = FakeEngine()
     recorder = run_worker(engine, [[frame("", 1.0, 10)], [frame("", 1.1, 13)],
@@ -161,9 +172,7 @@ def run_backlog(engine, frames: int = 5):
         mailbox.put("", frame("", 1.0 + index / 10, 10 + index * index))
     worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, poll_interval_s=0.01)
     worker.start()
-    deadline = time.monotonic() + 5.0
-    while len(recorder.flows) < frames - 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_for(lambda: len(recorder.flows) == frames - 1)
     assert worker.stop(2.0)
     return recorder
 
@@ -193,6 +202,27 @@ def test_without_waiting_frames_each_batch_is_finished_before_the_next_submit():
                                    [frame("", 1.2, 4)]])
     assert engine.log == [("submit", 1), ("result", 1), ("submit", 2), ("result", 2)]
     assert len(recorder.flows) == 2
+
+
+def test_an_engine_call_that_does_not_return_shows_how_long_it_has_run():
+    engine = FakeEngine(hold_results=threading.Event())
+    recorder = Recorder()
+    mailbox = FrameMailbox()
+    worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, poll_interval_s=0.01)
+    worker.start()
+    assert recorder.ready.wait(5.0)
+    for stamp_s in (1.0, 1.1):
+        mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
+        wait_for(lambda: mailbox.pending() == 0)
+    wait_for(lambda: ("result", 1) in engine.log)
+    started = worker.engine_call_started
+    assert started is not None and started <= time.monotonic()
+    time.sleep(0.05)
+    assert worker.engine_call_started == started  # still the same call, growing older
+    engine.hold_results.set()
+    wait_for(lambda: len(recorder.flows) == 1)
+    wait_for(lambda: worker.engine_call_started is None)
+    assert worker.stop(2.0)
 
 
 def test_reset_is_reported_and_no_flow_crosses_it():

@@ -140,6 +140,23 @@ def test_worker_exceptions_are_errors_while_recent():
     assert _values(health.report(7.0)[0])["worker exceptions"] == "1"
 
 
+def test_an_engine_call_running_past_the_stall_timeout_is_an_error():
+    """A hung GPU leaves the worker alive and silent: only the call's age shows it."""
+    health = NodeHealth("neuflow", {"": "/image"}, DiagnosticThresholds(stall_timeout_s=10.0))
+    health.engine_ready({"backend": "neuflow_v2", "device": "cuda", "precision": "fp16"})
+    idle = health.report(100.0)[0]
+    assert idle.level == OK
+    assert _values(idle)["engine call running (s)"] == "no"
+    busy = health.report(100.0, engine_call_started_s=95.0)[0]
+    assert busy.level == OK
+    assert _values(busy)["engine call running (s)"] == "5.0"
+    stalled = health.report(100.0, engine_call_started_s=85.0)[0]
+    assert stalled.level == ERROR
+    assert "stalled" in stalled.message and "15.0 s" in stalled.message
+    health.thresholds = DiagnosticThresholds(stall_timeout_s=0.0)
+    assert health.report(100.0, engine_call_started_s=0.0)[0].level == OK
+
+
 def test_failed_engine_is_an_error_and_gpu_memory_is_reported():
     health = NodeHealth("neuflow", {"": "/image"})
     health.engine_failed("checkpoint file not found: /x.pth")

@@ -16,7 +16,7 @@ from neuflow_ros.node_parameters import (
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "neuflow.yaml"
 RUNTIME_PARAMETERS = {
     "drop_frames", "max_frame_gap", "publish_resolution", "flow_vis_max_magnitude",
-    "diagnostics.input_timeout", "diagnostics.min_output_ratio",
+    "diagnostics.input_timeout", "diagnostics.min_output_ratio", "diagnostics.stall_timeout",
 }
 
 

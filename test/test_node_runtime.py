@@ -178,6 +178,10 @@ def test_parameters_change_at_run_time(harness, nodes):
     assert not read_only.successful
     [out_of_range] = harness.set_parameters(node.fqn, {"max_frame_gap": -3.0})
     assert not out_of_range.successful
+    [stall] = harness.set_parameters(node.fqn, {"diagnostics.stall_timeout": 30.0})
+    assert stall.successful, stall.reason
+    level, _, engine_values = watcher.engine()
+    assert level == 0 and "engine call running (s)" in engine_values
     assert (pair().flow.width, pair().flow.height) == (64, 48), "a rejected change applied"
 
     [result] = harness.set_parameters(node.fqn, {"max_frame_gap": 0.1})
