@@ -100,6 +100,17 @@ FlowSink = Callable[[Sequence[CameraFlow]], None]
 
 
 @dataclass(frozen=True)
+class EngineCall:
+    """What the worker is waiting for the engine to do, and since when."""
+
+    kind: str
+    """'compute' (a batch's submit or result) or 'warm-up' (a new frame size's first,
+    much slower, calls: allocation, cuDNN autotuning, CUDA graph capture)."""
+    started_s: float
+    """time.monotonic() at the start of the call."""
+
+
+@dataclass(frozen=True)
 class _SubmittedBatch:
     """A batch handed to the engine whose flow the worker has not taken yet."""
 
@@ -135,8 +146,8 @@ class FlowWorker:
         self._thread = threading.Thread(target=self._run, name="neuflow-worker", daemon=True)
         self.engine: Any = None
         self.startup_error: BaseException | None = None
-        self.engine_call_started: float | None = None
-        """time.monotonic() when the engine call now running began; None between calls.
+        self.engine_call: EngineCall | None = None
+        """The engine call now running; None between calls.
 
         A call that never returns (a hung GPU, a driver reset) shows here, while
         the thread itself stays alive and reports nothing.
@@ -204,7 +215,7 @@ class FlowWorker:
             return None
         started = time.perf_counter()
         try:
-            with self._engine_call():
+            with self._engine_call("compute"):
                 pending = self.engine.submit(
                     [
                         FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
@@ -220,7 +231,7 @@ class FlowWorker:
 
     def _finish(self, batch: _SubmittedBatch) -> None:
         try:
-            with self._engine_call():
+            with self._engine_call("compute"):
                 results = batch.pending.result()
             self._observer.inference_done(len(batch.pairs), time.perf_counter() - batch.started)
         except Exception as error:
@@ -259,7 +270,7 @@ class FlowWorker:
         self._warmed_up.add(key)
         try:
             settings = self.settings
-            with self._engine_call():
+            with self._engine_call("warm-up"):
                 self.engine.warm_up(
                     frame.height, frame.width, frame.color_order,
                     backward=settings.backward, output_grid=settings.output_grid,
@@ -268,9 +279,9 @@ class FlowWorker:
             self._observer.worker_exception("warm-up", error, traceback.format_exc())
 
     @contextmanager
-    def _engine_call(self) -> Iterator[None]:
-        self.engine_call_started = time.monotonic()
+    def _engine_call(self, kind: str) -> Iterator[None]:
+        self.engine_call = EngineCall(kind, time.monotonic())
         try:
             yield
         finally:
-            self.engine_call_started = None
+            self.engine_call = None

@@ -14,6 +14,10 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from neuflow_ros.flow_worker import EngineCall
 
 OK = 0
 WARN = 1
@@ -297,12 +301,11 @@ class NodeHealth:
         self,
         now_s: float,
         gpu_memory_bytes: int | None = None,
-        engine_call_started_s: float | None = None,
+        engine_call: EngineCall | None = None,
     ) -> list[StatusReport]:
-        """``engine_call_started_s``: when the engine call now running began (the
-        worker's ``engine_call_started``), None when none is running."""
+        """``engine_call``: the worker's engine call now running, None between calls."""
         with self._lock:
-            reports = [self._engine_report(now_s, gpu_memory_bytes, engine_call_started_s)]
+            reports = [self._engine_report(now_s, gpu_memory_bytes, engine_call)]
             reports.extend(
                 self._camera_report(camera, health, now_s)
                 for camera, health in self._cameras.items()
@@ -310,11 +313,19 @@ class NodeHealth:
             return reports
 
     def _engine_report(
-        self, now_s: float, gpu_memory_bytes: int | None, engine_call_started_s: float | None
+        self, now_s: float, gpu_memory_bytes: int | None, engine_call: EngineCall | None
     ) -> StatusReport:
         recent_exceptions = self._recent_exceptions.count(now_s)
-        call_s = None if engine_call_started_s is None else now_s - engine_call_started_s
+        call_s = None if engine_call is None else now_s - engine_call.started_s
         stall_timeout_s = self.thresholds.stall_timeout_s
+        # A warm-up may legitimately take many times a batch (autotuning on a small
+        # Jetson); a hang there still shows at the camera as missing output.
+        stalled = (
+            engine_call is not None
+            and engine_call.kind == "compute"
+            and stall_timeout_s > 0.0
+            and call_s > stall_timeout_s
+        )
         values = [
             ("engine state", self._engine_state),
             *self._engine_info.items(),
@@ -323,13 +334,16 @@ class NodeHealth:
             ("inference time p95 (ms)", _ms(self._inference_s.percentile(now_s, 0.95))),
             ("worker exceptions", str(self._exceptions)),
             ("last worker exception", self._last_exception),
-            ("engine call running (s)", "no" if call_s is None else f"{call_s:.1f}"),
+            (
+                "engine call running (s)",
+                "no" if engine_call is None else f"{call_s:.1f} ({engine_call.kind})",
+            ),
         ]
         if gpu_memory_bytes is not None:
             values.append(("GPU memory (MB)", f"{gpu_memory_bytes / 2**20:.1f}"))
         if self._engine_state in ("failed", "stopped"):
             level, message = ERROR, f"flow engine {self._engine_state}: {self._engine_detail}"
-        elif call_s is not None and stall_timeout_s > 0.0 and call_s > stall_timeout_s:
+        elif stalled:
             level = ERROR
             message = (
                 f"flow engine stalled: one call has been running for {call_s:.1f} s "

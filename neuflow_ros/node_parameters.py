@@ -223,8 +223,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "diagnostics.stall_timeout", 10.0,
-        "ERROR when one engine call has been running for this many seconds (a hung GPU); "
-        "0 = never.",
+        "ERROR when one engine compute call (not a warm-up) has been running for this many "
+        "seconds (a hung GPU); 0 = never.",
         read_only=False, float_range=(0.0, 3600.0),
     ),
 )

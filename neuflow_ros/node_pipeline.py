@@ -484,8 +484,8 @@ class FlowPipeline:
         hardware_id = str(engine.device) if engine is not None else self.settings.device
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self._node.get_clock().now().to_msg()
-        call_started = worker.engine_call_started if worker is not None else None
-        for report in self.health.report(time.monotonic(), gpu_bytes, call_started):
+        engine_call = worker.engine_call if worker is not None else None
+        for report in self.health.report(time.monotonic(), gpu_bytes, engine_call):
             array_msg.status.append(
                 DiagnosticStatus(
                     level=_LEVELS[report.level], name=report.name, message=report.message,

@@ -215,13 +215,13 @@ def test_an_engine_call_that_does_not_return_shows_how_long_it_has_run():
         mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
         wait_for(lambda: mailbox.pending() == 0)
     wait_for(lambda: ("result", 1) in engine.log)
-    started = worker.engine_call_started
-    assert started is not None and started <= time.monotonic()
+    call = worker.engine_call
+    assert call is not None and call.kind == "compute" and call.started_s <= time.monotonic()
     time.sleep(0.05)
-    assert worker.engine_call_started == started  # still the same call, growing older
+    assert worker.engine_call == call  # still the same call, growing older
     engine.hold_results.set()
     wait_for(lambda: len(recorder.flows) == 1)
-    wait_for(lambda: worker.engine_call_started is None)
+    wait_for(lambda: worker.engine_call is None)
     assert worker.stop(2.0)
 
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from neuflow_ros.flow_worker import EngineCall
 from neuflow_ros.node_diagnostics import (
     ERROR,
     OK,
@@ -147,14 +148,18 @@ def test_an_engine_call_running_past_the_stall_timeout_is_an_error():
     idle = health.report(100.0)[0]
     assert idle.level == OK
     assert _values(idle)["engine call running (s)"] == "no"
-    busy = health.report(100.0, engine_call_started_s=95.0)[0]
+    busy = health.report(100.0, engine_call=EngineCall("compute", 95.0))[0]
     assert busy.level == OK
-    assert _values(busy)["engine call running (s)"] == "5.0"
-    stalled = health.report(100.0, engine_call_started_s=85.0)[0]
+    assert _values(busy)["engine call running (s)"] == "5.0 (compute)"
+    stalled = health.report(100.0, engine_call=EngineCall("compute", 85.0))[0]
     assert stalled.level == ERROR
     assert "stalled" in stalled.message and "15.0 s" in stalled.message
+    # cuDNN autotuning and graph capture on a small GPU may take that long.
+    warming_up = health.report(100.0, engine_call=EngineCall("warm-up", 85.0))[0]
+    assert warming_up.level == OK
+    assert _values(warming_up)["engine call running (s)"] == "15.0 (warm-up)"
     health.thresholds = DiagnosticThresholds(stall_timeout_s=0.0)
-    assert health.report(100.0, engine_call_started_s=0.0)[0].level == OK
+    assert health.report(100.0, engine_call=EngineCall("compute", 0.0))[0].level == OK
 
 
 def test_failed_engine_is_an_error_and_gpu_memory_is_reported():
