@@ -88,8 +88,9 @@ class DiagnosticThresholds:
     """WARN when flows per second fall below this fraction of frames per second."""
 
     stall_timeout_s: float = 10.0
-    """ERROR when one engine call has been running this long (0 disables): far
-    above any healthy batch, warm-up included, on the slowest supported setup."""
+    """ERROR when one engine compute call has been running this long (0 disables):
+    far above any healthy batch (NeuFlow v2 on a 2-core CPU takes under a second
+    per pair at 512x384). Warm-ups are not judged."""
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,7 @@ class NodeHealth:
         elif stalled:
             level = ERROR
             message = (
-                f"flow engine stalled: one call has been running for {call_s:.1f} s "
+                f"flow engine stalled: one compute call has been running for {call_s:.1f} s "
                 "(GPU hang or driver reset?)"
             )
         elif recent_exceptions:
