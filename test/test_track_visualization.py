@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from track_sets import track_set
 
 from neuflow_ros.track_visualization import TrackTrails, draw_tracks
-from neuflow_ros.tracker import TrackSet
-
-
-def track_set(ids, ages, positions) -> TrackSet:
-    n = len(ids)
-    return TrackSet(
-        ids=np.asarray(ids, dtype=np.uint64),
-        ages=np.asarray(ages, dtype=np.uint32),
-        positions=np.asarray(positions, dtype=np.float32),
-        previous_positions=np.asarray(positions, dtype=np.float32),
-        velocities=np.zeros((n, 2), np.float32),
-        normalized=np.full((n, 2), np.nan, np.float32),
-        errors=np.zeros(n, np.float32),
-        stamp=0.0,
-        previous_stamp=None,
-    )
 
 
 def test_trails_keep_last_positions_and_forget_dead_ids() -> None:

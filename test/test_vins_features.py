@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from track_sets import track_set
 
 from neuflow_ros.camera_model import CameraModel
 from neuflow_ros.tracker import TrackSet
@@ -27,19 +28,9 @@ def to_pixels(normalized: np.ndarray) -> np.ndarray:
     return distorted * [FX, FY] + [CX, CY]
 
 
-def track_set(ids, ages, now, before, stamp=2.5, previous_stamp=2.45) -> TrackSet:
-    n = len(ids)
-    return TrackSet(
-        ids=np.asarray(ids, dtype=np.uint64),
-        ages=np.asarray(ages, dtype=np.uint32),
-        positions=np.asarray(now, dtype=np.float32),
-        previous_positions=np.asarray(before, dtype=np.float32),
-        velocities=np.zeros((n, 2), np.float32),
-        normalized=np.full((n, 2), np.nan, np.float32),
-        errors=np.zeros(n, np.float32),
-        stamp=stamp,
-        previous_stamp=previous_stamp,
-    )
+def moved_tracks(ids, ages, now, before, stamp=2.5, previous_stamp=2.45) -> TrackSet:
+    """Tracks that moved from ``before`` to ``now`` between two frames 50 ms apart."""
+    return track_set(ids, ages, now, before, stamp, previous_stamp)
 
 
 def test_layout_coordinates_and_normalized_velocity() -> None:
@@ -48,7 +39,7 @@ def test_layout_coordinates_and_normalized_velocity() -> None:
     normalized_now = normalized_before + motion
     now, before = to_pixels(normalized_now), to_pixels(normalized_before)
     # The last track is new (age 1): it has no velocity and must be left out.
-    tracks = track_set([7, 12, 2**24 - 1, 99], [2, 5, 3, 1], now, before)
+    tracks = moved_tracks([7, 12, 2**24 - 1, 99], [2, 5, 3, 1], now, before)
 
     features = vins_feature_arrays(tracks, model(), camera_id=1)
 
@@ -71,7 +62,7 @@ def test_layout_coordinates_and_normalized_velocity() -> None:
 
 
 def test_only_new_tracks_give_empty_layout() -> None:
-    tracks = track_set([0, 1], [1, 1], [[10, 10], [20, 20]], [[10, 10], [20, 20]], 1.0, None)
+    tracks = moved_tracks([0, 1], [1, 1], [[10, 10], [20, 20]], [[10, 10], [20, 20]], 1.0, None)
     features = vins_feature_arrays(tracks, model())
     assert features.points.shape == (0, 3)
     assert len(features.channels) == 9
@@ -79,32 +70,32 @@ def test_only_new_tracks_give_empty_layout() -> None:
 
 
 def test_needs_calibration() -> None:
-    tracks = track_set([0], [2], [[10, 10]], [[9, 10]])
+    tracks = moved_tracks([0], [2], [[10, 10]], [[9, 10]])
     with pytest.raises(MissingCalibrationError, match="camera_info"):
         vins_feature_arrays(tracks, None)
 
 
 def test_refuses_ids_float32_cannot_carry() -> None:
-    tracks = track_set([5, 2**24], [2, 2], [[10, 10], [20, 20]], [[9, 10], [19, 20]])
+    tracks = moved_tracks([5, 2**24], [2, 2], [[10, 10], [20, 20]], [[9, 10], [19, 20]])
     with pytest.raises(ValueError, match="id_limit"):
         vins_feature_arrays(tracks, model())
 
 
 @pytest.mark.parametrize("previous_stamp", [2.5, 2.6])
 def test_refuses_non_increasing_stamps(previous_stamp: float) -> None:
-    tracks = track_set([0], [2], [[10, 10]], [[9, 10]], 2.5, previous_stamp)
+    tracks = moved_tracks([0], [2], [[10, 10]], [[9, 10]], 2.5, previous_stamp)
     with pytest.raises(ValueError, match="stamps must increase"):
         vins_feature_arrays(tracks, model())
 
 
 def test_refuses_model_of_another_image_size() -> None:
-    tracks = track_set([0], [2], [[200, 10]], [[199, 10]])
+    tracks = moved_tracks([0], [2], [[200, 10]], [[199, 10]])
     with pytest.raises(ValueError, match="camera_info for this image size"):
         vins_feature_arrays(tracks, model())
 
 
 @pytest.mark.parametrize("camera_id", [-1, 2**24, 1.0, True])
 def test_refuses_bad_camera_id(camera_id: object) -> None:
-    tracks = track_set([0], [2], [[10, 10]], [[9, 10]])
+    tracks = moved_tracks([0], [2], [[10, 10]], [[9, 10]])
     with pytest.raises(ValueError, match="camera_id"):
         vins_feature_arrays(tracks, model(), camera_id=camera_id)
