@@ -26,6 +26,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from polling import poll_until
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import SetParametersResult
 from rcl_interfaces.srv import SetParameters
@@ -216,20 +217,10 @@ class RosHarness:
         return collector
 
     def wait_for_subscribers(self, publisher: Any, timeout_s: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while publisher.get_subscription_count() == 0:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return poll_until(lambda: publisher.get_subscription_count() > 0, timeout_s, 0.02)
 
     def wait_for_publishers(self, topic: str, timeout_s: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.node.count_publishers(topic) == 0:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return poll_until(lambda: self.node.count_publishers(topic) > 0, timeout_s, 0.02)
 
     def set_parameters(
         self, node_fqn: str, values: dict[str, Any], timeout_s: float = 10.0

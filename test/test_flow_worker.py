@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from polling import poll_until
 
 from neuflow_ros.camera_stream import ResetReason
 from neuflow_ros.flow_types import FlowResult, PendingFlow
@@ -112,19 +113,14 @@ def run_worker(engine, batches, settings=None):
     for batch in batches:
         for item in batch:
             mailbox.put(item.camera, item)
-        deadline = time.monotonic() + 5.0
-        while mailbox.pending() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        poll_until(lambda: not mailbox.pending(), 5.0, 0.005)
         time.sleep(0.02)
     assert worker.stop(2.0)
     return recorder
 
 
-def wait_for(condition, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert condition()
+def wait_for(condition) -> None:
+    assert poll_until(condition, 5.0, 0.005)
 
 
 def test_frames_of_one_camera_pair_in_order():

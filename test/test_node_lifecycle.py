@@ -11,12 +11,12 @@ and leave the node unconfigured, not crash it.
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from neuflow_ros.msg import OpticalFlow
+from polling import poll_until
 from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
@@ -25,6 +25,7 @@ from ros_test_support import (
     flow_for,
     prime_flow,
     rgb_msg,
+    send_processed,
     textured_image,
 )
 from sensor_msgs.msg import Image
@@ -43,15 +44,6 @@ def _change(harness: RosHarness, node: NodeProcess, transition_id: int) -> bool:
 
 def _state(harness: RosHarness, node: NodeProcess) -> str:
     return harness.call(GetState, f"{node.fqn}/get_state", GetState.Request()).current_state.label
-
-
-def _wait_until(condition, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _assert_translation(message: OpticalFlow) -> None:
@@ -81,13 +73,19 @@ def test_transitions_switch_the_flow_on_and_off(harness, tmp_path):
         for _ in range(2):  # a second activation must work without configuring again
             assert _change(harness, node, Transition.TRANSITION_ACTIVATE), node.output()
             assert _state(harness, node) == "active"
-            assert _wait_until(lambda: camera.get_subscription_count() > 0), node.output()
+            assert poll_until(lambda: camera.get_subscription_count() > 0), node.output()
             prime_flow(flows, camera, stamps, node, (WIDTH, HEIGHT))
-            _assert_translation(flows.messages[-1])
+            # A pair whose first frame the worker has taken: no drop can pair it otherwise.
+            first, second = next(stamps), next(stamps)
+            send_processed(camera, watcher, rgb_msg(textured_image(WIDTH, HEIGHT), first))
+            camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT, SHIFT), second))
+            received = flow_for(flows, second, timeout_s=10.0)
+            assert received is not None, node.output()
+            _assert_translation(received)
 
             assert _change(harness, node, Transition.TRANSITION_DEACTIVATE), node.output()
             assert _state(harness, node) == "inactive"
-            assert _wait_until(lambda: camera.get_subscription_count() == 0), node.output()
+            assert poll_until(lambda: camera.get_subscription_count() == 0), node.output()
             first, second = next(stamps), next(stamps)
             camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT), first))
             camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT, SHIFT), second))
@@ -95,7 +93,7 @@ def test_transitions_switch_the_flow_on_and_off(harness, tmp_path):
 
         assert _change(harness, node, Transition.TRANSITION_CLEANUP), node.output()
         assert _state(harness, node) == "unconfigured"
-        assert _wait_until(lambda: harness.node.count_publishers(node.topic("flow")) == 0), \
+        assert poll_until(lambda: harness.node.count_publishers(node.topic("flow")) == 0), \
             "publishers outlive cleanup"
 
         assert _change(harness, node, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
