@@ -9,7 +9,7 @@ every option of neuflow-bench is accepted (``--help``), for example
 import pathlib
 import sys
 
-from neuflow_ros.bench_tool import main
+from neuflow_ros.tools.bench_tool import main
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 

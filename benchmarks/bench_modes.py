@@ -45,11 +45,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from neuflow_ros.bench_report import machine_info
-from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
-from neuflow_ros.engine_benchmark import write_random_checkpoint
-from neuflow_ros.size_argument import size_argument
-from neuflow_ros.synthetic_sequence import Motion, SyntheticSequence
+from neuflow_ros.flow.engine import EngineConfig, FlowEngine, FramePair
+from neuflow_ros.imaging.synthetic_sequence import Motion, SyntheticSequence
+from neuflow_ros.tools.bench_report import machine_info
+from neuflow_ros.tools.engine_benchmark import write_random_checkpoint
+from neuflow_ros.tools.size_argument import size_argument
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ROBOT_SEQUENCE = REPO.parent / "shared" / "data" / "robot_sequence"

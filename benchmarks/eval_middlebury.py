@@ -21,8 +21,8 @@ import pathlib
 import cv2
 import numpy as np
 
-from neuflow_ros.dis_backend import DIS_PRESETS
-from neuflow_ros.engine import BACKENDS, EngineConfig, FlowEngine, FramePair
+from neuflow_ros.flow.dis_backend import DIS_PRESETS
+from neuflow_ros.flow.engine import BACKENDS, EngineConfig, FlowEngine, FramePair
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FLO_MAGIC = 202021.25

@@ -18,9 +18,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
-from neuflow_ros.flow_io import read_flo
-from neuflow_ros.tracker import REJECTION_REASONS, FeatureTracker, TrackerConfig, sample_bilinear
+from neuflow_ros.flow.engine import EngineConfig, FlowEngine, FramePair
+from neuflow_ros.imaging.flow_io import read_flo
+from neuflow_ros.tracking.tracker import (
+    REJECTION_REASONS,
+    FeatureTracker,
+    TrackerConfig,
+    sample_bilinear,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 UNKNOWN_FLOW = 1e9

@@ -31,12 +31,12 @@ from neuflow_ros.msg import OpticalFlow, TrackArray
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from neuflow_ros.engine import EngineConfig, create_engine
-from neuflow_ros.flow_types import FramePair
-from neuflow_ros.flow_worker import CameraFlow
-from neuflow_ros.frame_intake import raw_frame
-from neuflow_ros.node import NeuFlowNode
-from neuflow_ros.ros_messages import stamp_ns
+from neuflow_ros.flow.engine import EngineConfig, create_engine
+from neuflow_ros.flow.flow_types import FramePair
+from neuflow_ros.node.flow_node import NeuFlowNode
+from neuflow_ros.node.flow_worker import CameraFlow
+from neuflow_ros.node.frame_intake import raw_frame
+from neuflow_ros.node.ros_messages import stamp_ns
 
 PERIOD_NS = 33_333_333
 

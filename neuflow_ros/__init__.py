@@ -1,8 +1,14 @@
 """NeuFlow optical flow for ROS 2.
 
-The ROS-free core (models, engine, tracker, image conversion) lives in this
-package next to the generated message module `neuflow_ros.msg` and the node
-(`neuflow_ros.node`); only the node and the tools that talk ROS import rclpy.
+The data path, one subpackage per step (imports run only in this order):
+
+    tools -> node -> (flow, tracking) -> (imaging, models)
+
+`imaging` turns camera payloads and files into arrays, `models` holds the
+networks, `flow` computes dense flow, `tracking` turns flow into tracks,
+`node` is the ROS 2 adapter and `tools` are the command-line programs: only
+these two import rclpy. colcon installs the generated messages next
+to these as `neuflow_ros.msg`.
 """
 from pkgutil import extend_path
 

@@ -36,8 +36,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from neuflow_ros.graph_processes import node_command
-from neuflow_ros.synthetic_sequence import textured_image
+from neuflow_ros.imaging.synthetic_sequence import textured_image
+from neuflow_ros.tools.graph_processes import node_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NODE_STARTUP_TIMEOUT_S = 30.0

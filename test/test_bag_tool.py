@@ -20,11 +20,11 @@ import pytest
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from neuflow_ros import bag_runner
-from neuflow_ros.bag_tool import main
-from neuflow_ros.flow_io import read_flo, read_kitti_flow
-from neuflow_ros.progress_report import ProgressReport
-from neuflow_ros.synthetic_sequence import Motion, SyntheticSequence
+from neuflow_ros.imaging.flow_io import read_flo, read_kitti_flow
+from neuflow_ros.imaging.synthetic_sequence import Motion, SyntheticSequence
+from neuflow_ros.tools import bag_runner
+from neuflow_ros.tools.bag_tool import main
+from neuflow_ros.tools.progress_report import ProgressReport
 
 REPO = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT, FRAMES = 96, 64, 6

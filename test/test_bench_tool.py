@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from neuflow_ros.bench_report import latency_summary, machine_info, write_report
-from neuflow_ros.bench_tool import EXIT_BAD_INPUT, EXIT_OK, main
-from neuflow_ros.checkpoint import load_checkpoint
-from neuflow_ros.engine import EngineConfig
-from neuflow_ros.engine_benchmark import (
+from neuflow_ros.flow.checkpoint import load_checkpoint
+from neuflow_ros.flow.engine import EngineConfig
+from neuflow_ros.tools.bench_report import latency_summary, machine_info, write_report
+from neuflow_ros.tools.bench_tool import EXIT_BAD_INPUT, EXIT_OK, main
+from neuflow_ros.tools.engine_benchmark import (
     SYNTHETIC_SHIFT_PX,
     benchmark_engine,
     synthetic_frame_pair,

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from neuflow_ros.camera_model import CameraModel
+from neuflow_ros.tracking.camera_model import CameraModel
 
 FX, FY, CX, CY, SKEW = 420.0, 410.0, 322.5, 238.0, 0.0
 K = [FX, SKEW, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from neuflow_ros.camera_stream import CameraStream, ResetReason, StreamFrame
+from neuflow_ros.node.camera_stream import CameraStream, ResetReason, StreamFrame
 
 SECOND = 1_000_000_000
 

@@ -11,7 +11,12 @@ import pytest
 import torch
 from neuflow_weights import make_state_dict, write_official_checkpoint
 
-from neuflow_ros.checkpoint import CheckpointError, load_checkpoint, load_model, resolve_checkpoint
+from neuflow_ros.flow.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    resolve_checkpoint,
+)
 from neuflow_ros.models import NeuFlowV1, NeuFlowV2
 
 

@@ -15,8 +15,8 @@ import json
 import cv2
 import pytest
 
-from neuflow_ros.demo import PICTURE_NAME, SUMMARY_NAME, main
-from neuflow_ros.synthetic_sequence import SyntheticSequence
+from neuflow_ros.imaging.synthetic_sequence import SyntheticSequence
+from neuflow_ros.tools.demo import PICTURE_NAME, SUMMARY_NAME, main
 
 WIDTH, HEIGHT = 160, 120
 FRAMES = 20

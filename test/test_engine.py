@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuflow_ros.bounded_cache import BoundedCache
-from neuflow_ros.checkpoint import CheckpointError
-from neuflow_ros.engine import (
+from neuflow_ros.flow.bounded_cache import BoundedCache
+from neuflow_ros.flow.checkpoint import CheckpointError
+from neuflow_ros.flow.engine import (
     EngineConfig,
     FlowEngine,
     FrameError,
@@ -28,7 +28,7 @@ from neuflow_ros.engine import (
     PendingFlow,
     create_engine,
 )
-from neuflow_ros.frame_geometry import flow_pixel_to_input_point, plan_geometry
+from neuflow_ros.flow.frame_geometry import flow_pixel_to_input_point, plan_geometry
 from neuflow_ros.models import NeuFlowV1, NeuFlowV2
 
 WIDTH, HEIGHT = 128, 96

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from neuflow_ros.flow_io import (
+from neuflow_ros.imaging.flow_io import (
     FlowFileError,
     decode_flo,
     encode_flo,

@@ -1,4 +1,4 @@
-"""Tests for neuflow_ros.flow_visualization.
+"""Tests for neuflow_ros.imaging.flow_visualization.
 
 Expected colours come from a per-pixel reference written here from the
 definition in Baker et al. (2011): the six hue transitions with their entry
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from neuflow_ros.flow_visualization import flow_to_rgb
+from neuflow_ros.imaging.flow_visualization import flow_to_rgb
 
 # (length, channel formula) per transition, as written in the paper's colour-code definition.
 REFERENCE_WHEEL = (

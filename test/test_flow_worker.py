@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from polling import poll_until
 
-from neuflow_ros.camera_stream import ResetReason
-from neuflow_ros.flow_types import FlowResult, PendingFlow
-from neuflow_ros.flow_worker import CameraFrame, FlowWorker, WorkerSettings
-from neuflow_ros.frame_mailbox import FrameMailbox
+from neuflow_ros.flow.flow_types import FlowResult, PendingFlow
+from neuflow_ros.node.camera_stream import ResetReason
+from neuflow_ros.node.flow_worker import CameraFrame, FlowWorker, WorkerSettings
+from neuflow_ros.node.frame_mailbox import FrameMailbox
 
 SECOND = 1_000_000_000
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from neuflow_ros.frame_intake import (
+from neuflow_ros.node.frame_intake import (
     DATA_LENGTH,
     DECODE_FAILED,
     INVALID_LAYOUT,

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from neuflow_ros.frame_mailbox import FrameMailbox, MailboxClosedError
+from neuflow_ros.node.frame_mailbox import FrameMailbox, MailboxClosedError
 
 
 def test_latest_frame_wins_and_counts_the_replaced_frame():

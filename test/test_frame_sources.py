@@ -4,14 +4,14 @@ import cv2
 import numpy as np
 import pytest
 
-from neuflow_ros.frame_sources import (
+from neuflow_ros.imaging.frame_sources import (
     FrameSourceError,
     ImageFolderSource,
     SourceFrame,
     VideoSource,
     within_window,
 )
-from neuflow_ros.image_conversion import CameraImage, ImageFormatError
+from neuflow_ros.imaging.image_conversion import CameraImage, ImageFormatError
 
 
 def gradient(value: int) -> np.ndarray:

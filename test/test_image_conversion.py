@@ -1,4 +1,4 @@
-"""Tests for neuflow_ros.image_conversion.
+"""Tests for neuflow_ros.imaging.image_conversion.
 
 Every payload is built here from a known image with formulas written for the
 test (byte packing, BT.601 YUV, Bayer mosaics), so the expected pixels never
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from neuflow_ros.image_conversion import (
+from neuflow_ros.imaging.image_conversion import (
     SUPPORTED_ENCODINGS,
     CameraImage,
     ImageFormatError,

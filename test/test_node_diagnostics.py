@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from neuflow_ros.flow_worker import EngineCall
-from neuflow_ros.node_diagnostics import (
+from neuflow_ros.node.diagnostics import (
     ERROR,
     OK,
     WARN,
@@ -14,6 +13,7 @@ from neuflow_ros.node_diagnostics import (
     NodeHealth,
     WarningThrottle,
 )
+from neuflow_ros.node.flow_worker import EngineCall
 
 
 def test_event_window_rate_covers_only_the_window():

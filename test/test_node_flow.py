@@ -148,7 +148,7 @@ TEST_ENCODINGS = (
 
 
 def test_every_supported_encoding_has_a_test_encoder():
-    from neuflow_ros.image_conversion import SUPPORTED_ENCODINGS
+    from neuflow_ros.imaging.image_conversion import SUPPORTED_ENCODINGS
 
     assert set(TEST_ENCODINGS) == set(SUPPORTED_ENCODINGS)
 

@@ -27,7 +27,7 @@ from ros_test_support import (
     stamp_ns,
 )
 
-from neuflow_ros.graph_processes import graph_environment
+from neuflow_ros.tools.graph_processes import graph_environment
 
 FRAMES = 150
 RATE_HZ = 30.0
@@ -63,7 +63,7 @@ def test_camera_at_30_hz_is_fully_accounted_for(harness, tmp_path):
         env = {**os.environ, **graph_environment(),
                "ROS_LOG_DIR": str(tmp_path / "camera_log")}
         camera = subprocess.run(
-            [sys.executable, "-m", "neuflow_ros.camera_replay", "--topic",
+            [sys.executable, "-m", "neuflow_ros.tools.camera_replay", "--topic",
              node.input_topic("image"), "--width", "640", "--height", "480",
              "--rate", str(RATE_HZ), "--frames", str(FRAMES)],
             env=env, capture_output=True, text=True, timeout=60,

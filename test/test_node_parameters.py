@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from neuflow_ros.node_parameters import (
+from neuflow_ros.node.parameters import (
     PARAMETERS,
     ConfigurationError,
     descriptor_for,

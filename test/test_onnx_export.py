@@ -22,10 +22,10 @@ import pytest
 import torch
 from neuflow_weights import FIXTURE_DIR, make_state_dict, write_official_checkpoint
 
-from neuflow_ros import onnx_tool
-from neuflow_ros.checkpoint import CheckpointError
+from neuflow_ros.flow.checkpoint import CheckpointError
+from neuflow_ros.flow.onnx_export import ExportReport, VerificationReport, export_onnx, verify_onnx
 from neuflow_ros.models import NeuFlowV1, NeuFlowV2
-from neuflow_ros.onnx_export import ExportReport, VerificationReport, export_onnx, verify_onnx
+from neuflow_ros.tools import onnx_tool
 
 ONNX_TOLERANCE_PX = 1e-3
 FIXTURE_WIDTH, FIXTURE_HEIGHT = 272, 208

@@ -13,10 +13,10 @@ import pytest
 import torch
 from neuflow_weights import write_official_checkpoint
 
-from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
+from neuflow_ros.flow.engine import EngineConfig, FlowEngine, FramePair
+from neuflow_ros.flow.stream_encodings import StreamEncodings
+from neuflow_ros.imaging.synthetic_sequence import Motion, SyntheticSequence
 from neuflow_ros.models import EncodedImages
-from neuflow_ros.stream_encodings import StreamEncodings
-from neuflow_ros.synthetic_sequence import Motion, SyntheticSequence
 
 TOLERANCE_PX = 1e-4
 """Batch composition changes which kernels run (one image vs two), nothing more."""

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from neuflow_ros.synthetic_sequence import (
+from neuflow_ros.imaging.synthetic_sequence import (
     Motion,
     SyntheticSequence,
     interior_margin,

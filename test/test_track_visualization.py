@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from track_sets import track_set
 
-from neuflow_ros.track_visualization import TrackTrails, draw_tracks
+from neuflow_ros.tracking.track_visualization import TrackTrails, draw_tracks
 
 
 def test_trails_keep_last_positions_and_forget_dead_ids() -> None:

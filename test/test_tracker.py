@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from planar_motion import apply_homography, rotation_zoom, translation
 
-from neuflow_ros.camera_model import CameraModel
-from neuflow_ros.tracker import FeatureTracker, TrackerConfig, TrackSet
+from neuflow_ros.tracking.camera_model import CameraModel
+from neuflow_ros.tracking.tracker import FeatureTracker, TrackerConfig, TrackSet
 
 WIDTH, HEIGHT = 160, 120
 SHAPE = (HEIGHT, WIDTH)

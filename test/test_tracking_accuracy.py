@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from planar_motion import apply_homography, rotation_zoom, translation
 
-from neuflow_ros.engine import EngineConfig, FlowEngine, FramePair
-from neuflow_ros.tracker import FeatureTracker, TrackerConfig, TrackSet
+from neuflow_ros.flow.engine import EngineConfig, FlowEngine, FramePair
+from neuflow_ros.tracking.tracker import FeatureTracker, TrackerConfig, TrackSet
 
 WIDTH, HEIGHT = 192, 144
 FRAMES = 11  # frame 0 plus 10 tracked steps

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from track_sets import track_set
 
-from neuflow_ros.camera_model import CameraModel
-from neuflow_ros.tracker import TrackSet
-from neuflow_ros.vins_features import MissingCalibrationError, vins_feature_arrays
+from neuflow_ros.tracking.camera_model import CameraModel
+from neuflow_ros.tracking.tracker import TrackSet
+from neuflow_ros.tracking.vins_features import MissingCalibrationError, vins_feature_arrays
 
 WIDTH, HEIGHT = 128, 96
 FX, FY, CX, CY = 110.0, 105.0, 63.0, 47.5

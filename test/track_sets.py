@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuflow_ros.tracker import TrackSet
+from neuflow_ros.tracking.tracker import TrackSet
 
 
 def track_set(

@@ -1,0 +1,287 @@
+"""The thread that owns the flow engine, without ROS.
+
+Creating an engine (loading weights, moving them to the GPU) and computing
+flow take far longer than a subscription callback may. So one worker thread
+creates the engine, takes the newest frames of all cameras from the mailbox,
+pairs each with its camera's previous frame, computes every ready pair in one
+batched engine call and hands the results to a sink (the node's publishers).
+An exception while computing or publishing is reported and the worker goes
+on with the next frames; only a failure to create the engine stops it.
+
+On a GPU, when frames are already waiting while a batch computes (the
+engine cannot keep up, or a keep-all queue is draining), the worker submits
+the next batch before it waits for the current one: the next frames' upload
+and launches, and this batch's tracking and publishing, then overlap the
+network's work. With nothing waiting a batch is finished at once, so the
+overlap never adds latency; on the CPU, where submitting computes, batches
+never overlap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..flow.flow_types import FlowResult, FramePair, PendingFlow
+from .camera_stream import CameraStream, ResetReason, StreamFrame
+from .frame_mailbox import FrameMailbox
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """A decoded camera frame as the worker needs it."""
+
+    camera: str
+    stamp_ns: int
+    frame_id: str
+    encoding: str
+    pixels: np.ndarray
+    color_order: str
+    handed_over_s: float
+    """time.monotonic() when the callback put it into the mailbox."""
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@dataclass(frozen=True)
+class CameraFlow:
+    """Flow between two frames of one camera: what every output publisher consumes.
+
+    Publishers of further outputs (e.g. feature tracks) subscribe to the same
+    results, so they see exactly the frame pairs the flow was computed for.
+    """
+
+    camera: str
+    previous: CameraFrame
+    current: CameraFrame
+    result: FlowResult
+    output_grid: str
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Settings the node may replace at run time; read once per batch."""
+
+    max_frame_gap_s: float = 1.0
+    output_grid: str = "input"
+    backward: bool = False
+
+
+class WorkerObserver(Protocol):
+    """What the worker reports; the node logs it and feeds the diagnostics."""
+
+    def engine_ready(self, engine: Any) -> None: ...
+
+    def engine_failed(self, error: BaseException) -> None: ...
+
+    def frame_taken(self, frame: CameraFrame, queue_wait_s: float) -> None: ...
+
+    def stream_reset(self, camera: str, reason: ResetReason, detail: str) -> None: ...
+
+    def inference_done(self, pairs: int, seconds: float) -> None: ...
+
+    def worker_exception(self, stage: str, error: BaseException, trace: str) -> None: ...
+
+
+FlowSink = Callable[[Sequence[CameraFlow]], None]
+
+
+@dataclass(frozen=True)
+class EngineCall:
+    """What the worker is waiting for the engine to do, and since when."""
+
+    kind: str
+    """'compute' (a batch's submit or result) or 'warm-up' (a new frame size's first,
+    much slower, calls: allocation, cuDNN autotuning, CUDA graph capture)."""
+    started_s: float
+    """time.monotonic() at the start of the call."""
+
+
+@dataclass(frozen=True)
+class _SubmittedBatch:
+    """A batch handed to the engine whose flow the worker has not taken yet."""
+
+    pairs: list[tuple[CameraFrame, CameraFrame]]
+    settings: WorkerSettings
+    """As read when the batch was submitted, so its results are published as asked then."""
+    pending: PendingFlow
+    started: float
+
+
+class FlowWorker:
+    """Runs ``engine_factory`` and the compute loop on its own thread."""
+
+    def __init__(
+        self,
+        engine_factory: Callable[[], Any],
+        mailbox: FrameMailbox[CameraFrame],
+        sink: FlowSink,
+        observer: WorkerObserver,
+        settings: WorkerSettings | None = None,
+        poll_interval_s: float = 0.1,
+    ) -> None:
+        self._engine_factory = engine_factory
+        self._mailbox = mailbox
+        self._sink = sink
+        self._observer = observer
+        self.settings = settings or WorkerSettings()
+        self._poll_interval_s = poll_interval_s
+        self._streams: dict[Hashable, CameraStream[CameraFrame]] = {}
+        self._warmed_up: set[tuple[int, int, str]] = set()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="neuflow-worker", daemon=True)
+        self.engine: Any = None
+        self.startup_error: BaseException | None = None
+        self.engine_call: EngineCall | None = None
+        """The engine call now running; None between calls.
+
+        A call that never returns (a hung GPU, a driver reset) shows here, while
+        the thread itself stays alive and reports nothing.
+        """
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Ask the loop to end and wait up to timeout_s; True when the thread ended."""
+        self._stop.set()
+        self._mailbox.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    @property
+    def failed(self) -> bool:
+        return self.startup_error is not None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once the engine exists (tests and benchmarks wait for this)."""
+        return self._ready.wait(timeout_s)
+
+    def _run(self) -> None:
+        try:
+            self.engine = self._engine_factory()
+        except Exception as error:
+            self.startup_error = error
+            self._observer.engine_failed(error)
+            return
+        self._ready.set()
+        self._observer.engine_ready(self.engine)
+        overlap = bool(self.engine.submits_asynchronously)
+        in_flight: _SubmittedBatch | None = None
+        while not self._stop.is_set():
+            # With a batch in flight only frames already waiting are taken.
+            frames = self._mailbox.take(
+                timeout=0.0 if in_flight is not None else self._poll_interval_s
+            )
+            submitted = self._submit(list(frames.values())) if frames else None
+            if in_flight is not None:
+                self._finish(in_flight)
+            in_flight = submitted
+            if in_flight is not None and not overlap:
+                self._finish(in_flight)
+                in_flight = None
+        if in_flight is not None:
+            self._finish(in_flight)
+
+    def _submit(self, frames: list[CameraFrame]) -> _SubmittedBatch | None:
+        settings = self.settings
+        taken_s = time.monotonic()
+        pairs: list[tuple[CameraFrame, CameraFrame]] = []
+        for frame in frames:
+            self._observer.frame_taken(frame, taken_s - frame.handed_over_s)
+            previous = self._advance_stream(frame, settings.max_frame_gap_s)
+            if previous is not None:
+                pairs.append((previous, frame))
+        if not pairs:
+            return None
+        started = time.perf_counter()
+        try:
+            with self._engine_call("compute"):
+                pending = self.engine.submit(
+                    [
+                        FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
+                        for p, c in pairs
+                    ],
+                    backward=settings.backward,
+                    output_grid=settings.output_grid,
+                )
+        except Exception as error:
+            self._observer.worker_exception("compute", error, traceback.format_exc())
+            return None
+        return _SubmittedBatch(pairs, settings, pending, started)
+
+    def _finish(self, batch: _SubmittedBatch) -> None:
+        try:
+            with self._engine_call("compute"):
+                results = batch.pending.result()
+            self._observer.inference_done(len(batch.pairs), time.perf_counter() - batch.started)
+        except Exception as error:
+            self._observer.worker_exception("compute", error, traceback.format_exc())
+            return
+        output_grid = batch.settings.output_grid
+        flows = [
+            CameraFlow(current.camera, previous, current, result, output_grid)
+            for (previous, current), result in zip(batch.pairs, results, strict=True)
+        ]
+        try:
+            self._sink(flows)
+        except Exception as error:
+            self._observer.worker_exception("publish", error, traceback.format_exc())
+
+    def _advance_stream(self, frame: CameraFrame, max_frame_gap_s: float) -> CameraFrame | None:
+        stream = self._streams.get(frame.camera)
+        if stream is None:
+            stream = self._streams[frame.camera] = CameraStream(max_frame_gap_s)
+        stream.max_frame_gap_s = max_frame_gap_s
+        step = stream.advance(
+            StreamFrame(frame.stamp_ns, frame.width, frame.height, frame.encoding, frame)
+        )
+        if step.reset_reason is not None:
+            self._observer.stream_reset(frame.camera, step.reset_reason, step.detail)
+        if step.previous is None:
+            self._warm_up_for(frame)
+            return None
+        return step.previous.payload
+
+    def _warm_up_for(self, frame: CameraFrame) -> None:
+        """Prepare the engine for a new frame size while that frame has no partner anyway."""
+        key = (frame.width, frame.height, frame.color_order)
+        if key in self._warmed_up:
+            return
+        self._warmed_up.add(key)
+        try:
+            settings = self.settings
+            with self._engine_call("warm-up"):
+                self.engine.warm_up(
+                    frame.height, frame.width, frame.color_order,
+                    backward=settings.backward, output_grid=settings.output_grid,
+                )
+        except Exception as error:
+            self._observer.worker_exception("warm-up", error, traceback.format_exc())
+
+    @contextmanager
+    def _engine_call(self, kind: str) -> Iterator[None]:
+        self.engine_call = EngineCall(kind, time.monotonic())
+        try:
+            yield
+        finally:
+            self.engine_call = None

@@ -1,0 +1,125 @@
+"""rosbags message objects to frames and calibration, and results to message objects.
+
+The node builds rclpy messages; bags written without ROS need the same
+messages as `rosbags` objects instead. The field layouts follow msg/*.msg
+and the node (header = the image's header, flow as 32FC2 in input pixels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rosbags.typesys.store import Typestore
+
+from neuflow_ros.flow.engine import FlowResult
+from neuflow_ros.imaging.frame_sources import SourceFrame
+from neuflow_ros.imaging.image_conversion import (
+    CameraImage,
+    decode_compressed_image,
+    decode_raw_image,
+    flow_to_image_payload,
+    rgb_to_image_payload,
+)
+from neuflow_ros.tracking.camera_model import CameraModel
+from neuflow_ros.tracking.tracker import TrackSet
+
+TIME_TYPE = "builtin_interfaces/msg/Time"
+HEADER_TYPE = "std_msgs/msg/Header"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+OPTICAL_FLOW_TYPE = "neuflow_ros/msg/OpticalFlow"
+TRACK_TYPE = "neuflow_ros/msg/Track"
+TRACK_ARRAY_TYPE = "neuflow_ros/msg/TrackArray"
+_NANOSECONDS = 1_000_000_000
+
+
+def stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * _NANOSECONDS + int(stamp.nanosec)
+
+
+def image_frame(message: Any, msgtype: str, name: str) -> SourceFrame:
+    """A frame for the pipeline from a deserialized Image or CompressedImage.
+
+    Decoding is deferred to the pipeline, which turns ImageFormatError into
+    a counted, reported error for this one frame.
+    """
+    stamp = stamp_ns(message.header.stamp)
+    if msgtype == IMAGE_TYPE:
+
+        def decode() -> CameraImage:
+            return decode_raw_image(message.encoding, message.height, message.width,
+                                    message.step, message.is_bigendian, message.data)
+
+        return SourceFrame(stamp, name, message.encoding, decode)
+
+    def decode_compressed() -> CameraImage:
+        return decode_compressed_image(message.format, message.data)
+
+    return SourceFrame(stamp, name, message.format, decode_compressed)
+
+
+def camera_model_from_info(message: Any) -> CameraModel:
+    """Calibration from a deserialized CameraInfo (ValueError when unusable)."""
+    return CameraModel.from_camera_info(
+        message.distortion_model, message.d, message.k, message.width, message.height,
+        p=message.p, r=message.r,
+    )
+
+
+class ResultMessages:
+    """Builds the output messages of one frame pair as rosbags objects."""
+
+    def __init__(self, typestore: Typestore) -> None:
+        types = typestore.types
+        self._time = types[TIME_TYPE]
+        self._header = types[HEADER_TYPE]
+        self._image = types[IMAGE_TYPE]
+        self._flow = types[OPTICAL_FLOW_TYPE]
+        self._track = types[TRACK_TYPE]
+        self._track_array = types[TRACK_ARRAY_TYPE]
+
+    def time(self, nanoseconds: int) -> Any:
+        seconds, remainder = divmod(int(nanoseconds), _NANOSECONDS)
+        return self._time(sec=seconds, nanosec=remainder)
+
+    def header(self, nanoseconds: int, frame_id: str) -> Any:
+        return self._header(stamp=self.time(nanoseconds), frame_id=frame_id)
+
+    def optical_flow(self, header: Any, previous_stamp_ns: int, result: FlowResult) -> Any:
+        input_width, input_height = result.input_size
+        return self._flow(
+            header=header,
+            previous_stamp=self.time(previous_stamp_ns),
+            flow=self._image_message(header, flow_to_image_payload(result.forward)),
+            input_width=input_width,
+            input_height=input_height,
+        )
+
+    def flow_visualization(self, header: Any, rgb: np.ndarray) -> Any:
+        return self._image_message(header, rgb_to_image_payload(rgb))
+
+    def track_array(self, header: Any, previous_stamp_ns: int, tracks: TrackSet) -> Any:
+        columns = zip(
+            tracks.ids.tolist(), tracks.ages.tolist(), tracks.positions.tolist(),
+            tracks.previous_positions.tolist(), tracks.velocities.tolist(),
+            tracks.normalized.tolist(), tracks.errors.tolist(), strict=True,
+        )
+        items = [
+            self._track(
+                id=track_id, age=age, x=position[0], y=position[1],
+                previous_x=previous[0], previous_y=previous[1],
+                velocity_x=velocity[0], velocity_y=velocity[1],
+                normalized_x=normalized[0], normalized_y=normalized[1], error=error,
+            )
+            for track_id, age, position, previous, velocity, normalized, error in columns
+        ]
+        return self._track_array(
+            header=header, previous_stamp=self.time(previous_stamp_ns), tracks=items
+        )
+
+    def _image_message(self, header: Any, payload: tuple[int, int, str, int, memoryview]) -> Any:
+        height, width, encoding, step, data = payload
+        return self._image(
+            header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+            step=step, data=np.frombuffer(data, dtype=np.uint8),
+        )
