@@ -1,27 +1,43 @@
 # One-command environment, build, test, demo and benchmarks for machines without a
 # ROS 2 distro. On a real ROS 2 install use rosdep + colcon directly (README).
+#
+# DISTRO picks the ROS 2 release (kilted, the default, or jazzy). Each has its
+# own environment and colcon output, so both live side by side in one checkout:
+# kilted in .venv/ build/ install/, jazzy in .venv-jazzy/ build-jazzy/ install-jazzy/.
 
 PYTHON ?= python3
-VENV := .venv
+DISTRO ?= kilted
+ifeq ($(DISTRO),kilted)
+SUFFIX :=
+else ifeq ($(DISTRO),jazzy)
+SUFFIX := -jazzy
+else
+$(error DISTRO=$(DISTRO): choose kilted or jazzy)
+endif
+VENV := .venv$(SUFFIX)
+REQUIREMENTS := requirements$(SUFFIX).txt
+BUILD_BASE := build$(SUFFIX)
+INSTALL_BASE := install$(SUFFIX)
 ACTIVATE := . $(VENV)/bin/activate
 # Sourced after the venv: the package's own setup file from colcon.
-WITH_ROS := $(ACTIVATE) && export AMENT_PREFIX_PATH="$$VIRTUAL_ENV$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}" && . install/setup.sh
+WITH_ROS := $(ACTIVATE) && export AMENT_PREFIX_PATH="$$VIRTUAL_ENV$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}" && . $(INSTALL_BASE)/setup.sh
 STAMP := $(VENV)/.requirements-installed
 
 .PHONY: setup build test lint demo bench clean
 
 setup: $(STAMP) build
 
-$(STAMP): requirements.txt
+$(STAMP): $(REQUIREMENTS) requirements-common.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	touch $(VENV)/COLCON_IGNORE
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet -r $(REQUIREMENTS)
 	touch $@
 
 build: $(STAMP)
 	$(ACTIVATE) && export AMENT_PREFIX_PATH="$$VIRTUAL_ENV" && \
 		colcon --log-base log build --paths . --symlink-install \
+		--build-base $(BUILD_BASE) --install-base $(INSTALL_BASE) \
 		--cmake-args -DBUILD_TESTING=OFF
 
 lint: $(STAMP)
@@ -41,4 +57,4 @@ bench: build
 	$(WITH_ROS) && neuflow-bench --out benchmarks/results $(BENCH_ARGS)
 
 clean:
-	rm -rf build install log
+	rm -rf build$(SUFFIX) install$(SUFFIX) log
