@@ -22,21 +22,10 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from neuflow_ros.node.fastdds_profile import profile_environment
 
-# Fast DDS 2.x (Humble, Jazzy) reads the first, 3.x (Kilted on) the second
-# and warns that the first is deprecated, so it is only set where it is read.
-FASTDDS_PROFILE_VARIABLES_2X = ("FASTRTPS_DEFAULT_PROFILES_FILE",)
-FASTDDS_PROFILE_VARIABLES_3X = ("FASTDDS_DEFAULT_PROFILES_FILE",)
-DISTROS_WITH_FASTDDS_2X = ("humble", "jazzy")
 EXECUTABLES = {"false": "neuflow_node", "true": "neuflow_lifecycle_node"}
 """Executable for each value of the lifecycle argument."""
-
-
-def _profile_variables() -> tuple[str, ...]:
-    distro = os.environ.get("ROS_DISTRO", "")
-    if distro and distro not in DISTROS_WITH_FASTDDS_2X:
-        return FASTDDS_PROFILE_VARIABLES_3X
-    return FASTDDS_PROFILE_VARIABLES_2X + FASTDDS_PROFILE_VARIABLES_3X
 
 
 def _launch_node(context, *_args, **_kwargs):
@@ -52,7 +41,9 @@ def _launch_node(context, *_args, **_kwargs):
     actions = []
     profile = LaunchConfiguration("fastdds_profile").perform(context)
     if profile:
-        actions += [SetEnvironmentVariable(variable, profile) for variable in _profile_variables()]
+        # Only the variable the installed Fast DDS reads (2.x and 3.x read different ones).
+        actions += [SetEnvironmentVariable(variable, value)
+                    for variable, value in profile_environment(profile).items()]
     actions.append(
         Node(
             package="neuflow_ros",

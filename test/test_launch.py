@@ -4,7 +4,7 @@
 distro the description cannot be built or run: test_launch_description
 skips there with that reason. The AST checks need no launch and always run:
 every declared argument must be used and every used one declared, and the
-Fast DDS profile variables must be set.
+Fast DDS profile variables must be set from the installed Fast DDS.
 """
 
 import ast
@@ -57,8 +57,9 @@ def test_every_declared_argument_is_used_and_every_used_one_declared(tree):
 def test_topics_are_remapped_and_fastdds_profile_variables_are_set(tree):
     source = LAUNCH_FILE.read_text()
     assert _calls(tree, "SetEnvironmentVariable")
-    assert "FASTRTPS_DEFAULT_PROFILES_FILE" in source
-    assert "FASTDDS_DEFAULT_PROFILES_FILE" in source
+    # The variables come from the installed Fast DDS (test_fastdds_profile), never ROS_DISTRO.
+    assert _calls(tree, "profile_environment")
+    assert "ROS_DISTRO" not in source
     remapped = {
         element.elts[0].value
         for call in _calls(tree, "Node")

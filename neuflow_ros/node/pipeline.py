@@ -12,7 +12,6 @@ nodes on this one object means they cannot drift apart in behaviour.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from ..imaging.flow_visualization import flow_to_rgb
 from ..imaging.image_conversion import flow_to_image_payload, rgb_to_image_payload
 from .camera_stream import ResetReason
 from .diagnostics import DiagnosticThresholds, NodeHealth, WarningThrottle
+from .fastdds_profile import installed_fastdds, profile_is_set, profile_variables
 from .flow_worker import CameraFlow, CameraFrame, FlowWorker, WorkerSettings
 from .frame_intake import MalformedFrameError, compressed_frame, raw_frame
 from .frame_mailbox import FrameMailbox, MailboxClosedError
@@ -48,7 +48,6 @@ from .parameters import (
 from .ros_messages import image_msg, stamp_ns, time_msg
 from .track_outputs import TrackingSettings, TrackOutputs
 
-FASTDDS_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 WARNING_PERIOD_S = 5.0
 """At most one warning per camera and malformed-frame reason in this period."""
 
@@ -125,15 +124,21 @@ def create_node_engine(node: Node, settings: NodeSettings) -> Any:
 
 
 def hint_at_fastdds_profile(node: Node, settings: NodeSettings) -> None:
-    """Fast DDS defaults lose most best-effort 640x480 images between processes: say so."""
+    """Fast DDS defaults lose most best-effort 640x480 images between processes: say so.
+
+    Checks the variable the Fast DDS in this process reads: a profile in the
+    other version's variable is silently ignored, which is the case to catch.
+    """
     if settings.input_reliable or "fastrtps" not in get_rmw_implementation_identifier():
         return
-    if any(os.environ.get(variable) for variable in FASTDDS_PROFILE_VARIABLES):
+    fastdds = installed_fastdds()
+    if profile_is_set(fastdds):
         return
+    variables = " or ".join(profile_variables(fastdds))
+    found = f"Fast DDS {fastdds.major}.x ({fastdds.library.name})" if fastdds else "Fast DDS"
     node.get_logger().warning(
-        "no Fast DDS profile set: best-effort images above ~0.5 MB may not arrive from "
-        "other processes. Set FASTDDS_DEFAULT_PROFILES_FILE (Kilted) or "
-        "FASTRTPS_DEFAULT_PROFILES_FILE (Humble, Jazzy) to the installed "
+        f"no Fast DDS profile set for {found}: best-effort images above ~0.5 MB may not "
+        f"arrive from other processes. Set {variables} to the installed "
         "config/fastdds_profile.xml for this node and the camera driver "
         "(neuflow.launch.py does); input_qos.reliability reliable helps only with a reliable "
         "camera publisher."

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from ..node.fastdds_profile import ALL_PROFILE_VARIABLES, profile_environment
+
 STOP_TIMEOUT_S = 5.0
 _LOG_LINE = re.compile(r"^\[(WARN|ERROR|FATAL)\]\s*(?:\[[^\]]*\]\s*)*:?\s*(.*)$")
-_PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 class GraphRunError(RuntimeError):
@@ -67,15 +68,13 @@ def node_command(executable_name: str = "neuflow_node") -> list[str]:
 def graph_environment() -> dict[str, str]:
     """Variables every process of the run needs on top of the caller's environment.
 
-    Mirrors launch/neuflow.launch.py: the Fast DDS profile for large frames
-    (unless the user set one). A domain of its own unless the user chose one.
+    Mirrors launch/neuflow.launch.py: the Fast DDS profile for large frames,
+    in the variable the installed Fast DDS reads (unless the user set one).
+    A domain of its own unless the user chose one.
     """
     env: dict[str, str] = {}
-    if not any(os.environ.get(variable) for variable in _PROFILE_VARIABLES):
-        profile = str(_package_path("config", "fastdds_profile.xml"))
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
-        if os.environ.get("ROS_DISTRO") in ("humble", "jazzy"):
-            env["FASTRTPS_DEFAULT_PROFILES_FILE"] = profile
+    if not any(os.environ.get(variable) for variable in ALL_PROFILE_VARIABLES):
+        env.update(profile_environment(str(_package_path("config", "fastdds_profile.xml"))))
     if "ROS_DOMAIN_ID" not in os.environ:
         # 20..99: clear of the default 0 and of the UDP ports domains above 101 would need.
         env["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 80)
