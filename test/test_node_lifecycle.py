@@ -121,3 +121,19 @@ def test_configure_fails_cleanly_when_the_engine_cannot_load(harness, tmp_path):
         assert node.process.poll() is None, "a failed configure must not end the process"
     finally:
         node.close()
+
+
+def test_configure_reports_a_mistyped_override(harness, tmp_path):
+    """Parameters take overrides at construction; the report comes with configure."""
+    node = NodeProcess(tmp_path, extra_args=["-p", "tracking.max_track:=50"],
+                       executable=EXECUTABLE)
+    report = "'tracking.max_track' is not a parameter of this node"
+    try:
+        assert _state(harness, node) == "unconfigured", node.output()
+        assert report not in node.output()
+        assert _change(harness, node, Transition.TRANSITION_CONFIGURE), node.output()
+        assert poll_until(lambda: report in node.output(), 5.0), node.output()
+        (line,) = [line for line in node.output().splitlines() if report in line]
+        assert "[WARN]" in line and "'tracking.max_tracks'" in line, line
+    finally:
+        node.close()

@@ -35,6 +35,7 @@ from .pipeline import (
     hint_at_fastdds_profile,
     runtime_parameter_callback,
 )
+from .unknown_overrides import report_unknown_overrides
 
 NODE_NAME = "neuflow"
 SHUTDOWN_TIMEOUT_S = 1.5
@@ -47,6 +48,7 @@ class NeuFlowNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(kwargs.pop("node_name", NODE_NAME), **kwargs)
         declare_node_parameters(self)
+        report_unknown_overrides(self)
         self.settings: NodeSettings = read_settings(lambda name: self.get_parameter(name).value)
         engine_config_from(self.settings)  # fails start-up now on impossible engine settings
         self.pipeline = FlowPipeline(

@@ -35,6 +35,7 @@ from .pipeline import (
     hint_at_fastdds_profile,
     runtime_parameter_callback,
 )
+from .unknown_overrides import report_unknown_overrides
 
 FINALIZED_EXIT_DELAY_S = 0.3
 
@@ -63,6 +64,7 @@ class NeuFlowLifecycleNode(LifecycleNode):
     # --- transitions ----------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        report_unknown_overrides(self)
         try:
             settings = read_settings(lambda name: self.get_parameter(name).value)
         except (ConfigurationError, ParameterException) as error:
