@@ -349,7 +349,8 @@ def test_image_folder_gives_flo_files_index_and_tracks(tmp_path):
         flow = read_flo(output / row["flow_file"])
         assert flow.shape == (HEIGHT, WIDTH, 2)
         np.testing.assert_allclose(np.median(interior(flow), axis=0), SHIFT, atol=0.15)
-        assert (output / "flow_vis" / f"{row['frame']}.png").is_file()
+        assert row["flow_file"] == f"flow/{row['previous_frame']}.flo"
+        assert (output / "flow_vis" / f"{row['previous_frame']}.png").is_file()
     with (output / "tracks.csv").open() as file:
         tracks = list(csv.DictReader(file))
     carried = [row for row in tracks if int(row["age"]) > 1]
@@ -372,6 +373,41 @@ def test_kitti_output_and_a_gap_that_restarts_the_flow(tmp_path, capsys):
     flow, valid = read_kitti_flow(files[0])
     assert valid.all()
     np.testing.assert_allclose(np.median(interior(flow), axis=0), SHIFT, atol=0.15)
+
+
+@pytest.mark.parametrize("flow_format", ["flo", "kitti"])
+def test_flow_files_are_named_after_the_earlier_frame_of_their_pair(tmp_path, flow_format):
+    """As Sintel, Middlebury and KITTI: frame_0001.flo is the flow frame_0001 -> frame_0002.
+
+    The second pair does not move, so a file named after the wrong frame of
+    its pair holds the wrong flow.
+    """
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for number, index in ((1, 0), (2, 1), (3, 1)):
+        bgr = cv2.cvtColor(textured_frame(index), cv2.COLOR_RGB2BGR)
+        assert cv2.imwrite(str(folder / f"frame_{number:04d}.png"), bgr)
+    output = tmp_path / "out"
+    assert main([str(folder), str(output), "--fps", "10", "--flow-format", flow_format,
+                 "--flow-vis", "--no-tracks", *FAST]) == 0
+    suffix = ".flo" if flow_format == "flo" else ".png"
+    assert sorted(p.name for p in (output / "flow").iterdir()) == [
+        f"frame_0001{suffix}", f"frame_0002{suffix}"]
+    assert sorted(p.name for p in (output / "flow_vis").iterdir()) == [
+        "frame_0001.png", "frame_0002.png"]
+    expected_motion = {"frame_0001": SHIFT, "frame_0002": (0.0, 0.0)}
+    for name, motion in expected_motion.items():
+        path = output / "flow" / f"{name}{suffix}"
+        flow = read_flo(path) if flow_format == "flo" else read_kitti_flow(path)[0]
+        np.testing.assert_allclose(np.median(interior(flow), axis=0), motion, atol=0.15)
+    with (output / "flow_index.csv").open() as file:
+        index = [(row["flow_file"], row["previous_frame"], row["frame"],
+                  int(row["previous_stamp_ns"]), int(row["stamp_ns"]))
+                 for row in csv.DictReader(file)]
+    assert index == [
+        (f"flow/frame_0001{suffix}", "frame_0001", "frame_0002", 0, PERIOD_NS),
+        (f"flow/frame_0002{suffix}", "frame_0002", "frame_0003", PERIOD_NS, 2 * PERIOD_NS),
+    ]
 
 
 def test_video_gives_flo_files_near_the_known_motion(tmp_path):
@@ -403,7 +439,8 @@ def test_a_corrupt_image_is_counted_and_restarts_the_flow(tmp_path, capsys):
     assert f"frame {stamps[2]}: skipped" in err
     assert "6 frames, 3 flow pairs" in err and "1 errors" in err
     names = sorted(p.stem for p in (output / "flow").glob("*.flo"))
-    assert names == sorted(str(s) for s in (stamps[1], stamps[4], stamps[5]))
+    # Pairs 0 -> 1, 3 -> 4 and 4 -> 5, each named after its earlier frame.
+    assert names == sorted(str(s) for s in (stamps[0], stamps[3], stamps[4]))
 
 
 class FakeClock:

@@ -2,9 +2,11 @@
 
 Layout of the output folder:
 
-* ``flow/<frame>.flo`` or ``flow/<frame>.png`` (KITTI): flow from the
-  previous frame to ``<frame>``, named after the later frame;
-* ``flow_vis/<frame>.png`` with ``--flow-vis``;
+* ``flow/<frame>.flo`` or ``flow/<frame>.png`` (KITTI): flow from
+  ``<frame>`` to the frame after it, named after the EARLIER frame of the
+  pair, as Sintel, Middlebury and KITTI name theirs (``frame_0002.flo`` is
+  2 -> 3), so files match ground truth by name;
+* ``flow_vis/<frame>.png`` with ``--flow-vis``, named the same way;
 * ``flow_index.csv``: one row per flow file with both frames' names and
   stamps, so every file can be matched to its images without guessing;
 * ``tracks.csv``: one row per track and frame pair.
@@ -60,7 +62,7 @@ class FlowFolderWriter:
         self._tracks = self._open_csv(TRACKS_FILE, TRACK_COLUMNS) if tracks else None
 
     def write(self, output: PairOutput) -> None:
-        name = output.current.name
+        name = output.previous.name
         flow_file = Path("flow") / f"{name}{FLOW_FORMATS[self._flow_format]}"
         flow = output.flow.forward
         if self._flow_format == "flo":
@@ -73,7 +75,7 @@ class FlowFolderWriter:
             if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
                 raise OSError(f"could not write {path}")
         previous_stamp, stamp = output.previous.stamp_ns, output.current.stamp_ns
-        self._index.writerow([flow_file.as_posix(), output.previous.name, name,
+        self._index.writerow([flow_file.as_posix(), name, output.current.name,
                               previous_stamp, stamp])
         if self._tracks is not None and output.tracks is not None:
             self._write_tracks(output, previous_stamp, stamp)
