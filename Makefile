@@ -57,4 +57,4 @@ bench: build
 	$(WITH_ROS) && neuflow-bench --out benchmarks/results $(BENCH_ARGS)
 
 clean:
-	rm -rf build$(SUFFIX) install$(SUFFIX) log
+	rm -rf $(BUILD_BASE) $(INSTALL_BASE) log
