@@ -24,9 +24,9 @@ PROFILE_VARIABLE_BY_MAJOR = {
 }
 """The profile variable each Fast DDS major version reads."""
 ALL_PROFILE_VARIABLES = tuple(PROFILE_VARIABLE_BY_MAJOR.values())
-_LIBRARIES = (("libfastdds.so", 3), ("libfastrtps.so", 2))
+MAJOR_BY_LIBRARY = {"libfastdds": 3, "libfastrtps": 2}
 """Library name and the major version it implies (3.0 renamed the library)."""
-_LOADED_LIBRARY = re.compile(r"/(libfastdds|libfastrtps)\.so[.0-9]*$")
+_LOADED_LIBRARY = re.compile(rf"/({'|'.join(MAJOR_BY_LIBRARY)})\.so[.0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class FastDds:
 
     @property
     def profile_variable(self) -> str:
-        return PROFILE_VARIABLE_BY_MAJOR.get(self.major, PROFILE_VARIABLE_BY_MAJOR[3])
+        return PROFILE_VARIABLE_BY_MAJOR[self.major]
 
 
 def _loaded_library(maps: Path = Path("/proc/self/maps")) -> FastDds | None:
@@ -50,8 +50,7 @@ def _loaded_library(maps: Path = Path("/proc/self/maps")) -> FastDds | None:
     for line in lines:
         match = _LOADED_LIBRARY.search(line)
         if match:
-            major = 3 if match[1] == "libfastdds" else 2
-            return FastDds(major, Path(line[line.index("/"):]))
+            return FastDds(MAJOR_BY_LIBRARY[match[1]], Path(line[line.index("/"):]))
     return None
 
 
@@ -67,9 +66,9 @@ def library_directories(environ: Mapping[str, str] = os.environ) -> list[Path]:
 def fastdds_in(directories: Iterable[Path]) -> FastDds | None:
     """The first Fast DDS library in ``directories`` (in order), by its file name."""
     for directory in directories:
-        for name, major in _LIBRARIES:
-            library = directory / name
-            versioned = sorted(directory.glob(f"{name}.*")) if directory.is_dir() else []
+        for stem, major in MAJOR_BY_LIBRARY.items():
+            library = directory / f"{stem}.so"
+            versioned = sorted(directory.glob(f"{stem}.so.*")) if directory.is_dir() else []
             if library.exists() or versioned:
                 return FastDds(major, versioned[-1] if versioned else library)
     return None
