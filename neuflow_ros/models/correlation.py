@@ -32,9 +32,14 @@ def global_matching_flow(correlation: Tensor, pixel_grid: Tensor) -> Tensor:
 
 
 def normalize_coordinates(coords: Tensor, height: int, width: int) -> Tensor:
-    """Pixel (x, y) in the last axis -> grid_sample's [-1, 1] range for align_corners=True."""
-    scale = coords.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
-    return coords * scale - 1.0
+    """Pixel (x, y) in the last axis -> grid_sample's [-1, 1] range for align_corners=True.
+
+    Python scalars only: a scale tensor built from a list would be a host-to-device
+    copy, which syncs the host every call and makes CUDA graph capture fail.
+    """
+    x = coords[..., 0] * (2.0 / (width - 1)) - 1.0
+    y = coords[..., 1] * (2.0 / (height - 1)) - 1.0
+    return torch.stack([x, y], dim=-1)
 
 
 class CorrelationVolume:

@@ -1,0 +1,97 @@
+"""What a CUDA graph may contain, checked on the CPU.
+
+The functions the NeuFlow backend captures (encode, and the decode with its
+gathering) run here under a dispatch mode that sees every ATen operation. A
+tensor built from Python data (``torch.tensor``, ``new_tensor``) appears as
+``lift_fresh``; reading a value on the host as ``_local_scalar_dense``; ops
+whose output size depends on values (``nonzero``) need the host too. On CUDA
+each is a host-device copy or sync: illegal inside a capture, and a stall of
+the host in eager mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from neuflow_weights import write_official_checkpoint
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from neuflow_ros.flow.engine import EngineConfig, FlowEngine, FramePair
+
+HOST_BOUND_OPS = {
+    "lift_fresh",
+    "lift_fresh_copy",
+    "_local_scalar_dense",
+    "item",
+    "nonzero",
+    "masked_select",
+    "_unique2",
+    "unique_consecutive",
+    "unique_dim",
+    "repeat_interleave",
+    "equal",
+    "is_nonzero",
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint_paths(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("graphed_weights")
+    return {
+        version: str(write_official_checkpoint(folder / f"{version}.pth", version[-2:], seed))
+        for seed, version in enumerate(("neuflow_v2", "neuflow_v1"), start=5)
+    }
+
+
+class HostBoundOps(TorchDispatchMode):
+    """Records every operation that needs data from, or a sync with, the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in HOST_BOUND_OPS:
+            self.found.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def watched(function, recorder: HostBoundOps):
+    def call(*inputs):
+        with recorder:
+            return function(*inputs)
+
+    return call
+
+
+@pytest.mark.parametrize("version", ["neuflow_v2", "neuflow_v1"])
+def test_graphed_functions_need_nothing_from_the_host(checkpoint_paths, version):
+    engine = FlowEngine(
+        EngineConfig(backend=version, checkpoint=checkpoint_paths[version], device="cpu")
+    )
+    backend = engine._backend  # white-box: exactly the functions CUDA would capture
+    recorder = HostBoundOps()
+    backend._encode = watched(backend._encode, recorder)
+    backend._decode_selected = watched(backend._decode_selected, recorder)
+    generator = np.random.default_rng(0)
+    frames = [generator.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    for backward in (False, True):  # stream start, steady state, backward, two cameras
+        engine.compute([FramePair(frames[0], frames[1], "rgb", stream="a")], backward=backward)
+        engine.compute(
+            [
+                FramePair(frames[1], frames[2], "rgb", stream="a"),
+                FramePair(frames[0], frames[2], "rgb", stream="b"),
+            ],
+            backward=backward,
+        )
+    assert recorder.found == []
+
+
+def test_the_check_sees_tensors_built_from_python_data():
+    recorder = HostBoundOps()
+    with recorder:
+        coords = torch.ones(2, 2)
+        coords * coords.new_tensor([2.0, 3.0])
+        bool(coords.sum() > 0)
+    assert recorder.found == ["aten.lift_fresh.default", "aten._local_scalar_dense.default"]
