@@ -9,7 +9,12 @@ import torch
 from neuflow_weights import FIXTURE_DIR, make_state_dict, read_key_table, write_official_checkpoint
 
 from neuflow_ros.models import NeuFlowV1, NeuFlowV2, fold_batchnorm
-from neuflow_ros.models.correlation import CorrelationVolume, local_correlation
+from neuflow_ros.models.attention import single_head_attention
+from neuflow_ros.models.correlation import (
+    CorrelationVolume,
+    correlation_matrix,
+    local_correlation,
+)
 
 NETWORKS = {"v1": NeuFlowV1, "v2": NeuFlowV2}
 SMALL_HEIGHT, SMALL_WIDTH = 96, 128
@@ -228,29 +233,7 @@ def test_resolution_change_rebuilds_cached_grids(models, version):
     torch.testing.assert_close(reused, expected, atol=1e-5, rtol=0)
 
 
-def cpu_grid_sample_has_half() -> bool:
-    """torch < 2.6 has no float16 grid_sample on the CPU, which v1's feature warping needs."""
-    image, grid = torch.zeros(1, 1, 2, 2).half(), torch.zeros(1, 1, 1, 2).half()
-    try:
-        torch.nn.functional.grid_sample(image, grid, align_corners=True)
-    except RuntimeError:
-        return False
-    return True
-
-
-@pytest.mark.parametrize(
-    "version",
-    [
-        pytest.param(
-            "v1",
-            marks=pytest.mark.skipif(
-                not cpu_grid_sample_has_half(),
-                reason="this torch has no float16 grid_sample on the CPU (added in torch 2.6)",
-            ),
-        ),
-        "v2",
-    ],
-)
+@pytest.mark.parametrize("version", ["v1", "v2"])
 def test_half_precision_model_accepts_float_images(models, version):
     """dtype plumbing (grids, constants, buffers) follows the model; the device path is below."""
     half = fold_batchnorm(models[version]).half()
@@ -273,3 +256,32 @@ def test_half_precision_on_cuda_is_close_to_float(version):
     assert half.dtype == torch.float16
     error = (half.float() - reference).abs()
     assert error.mean() < 0.05 * reference.abs().mean() + 0.05
+
+
+def large_tokens(batch: int, tokens: int, channels: int, seed: int) -> torch.Tensor:
+    """Values around 20 in every channel: q.k sums to ~400 per channel, past fp16's
+    65504 over 194 channels, while the scaled score (~5600) is well inside it."""
+    generator = torch.Generator().manual_seed(seed)
+    return 20.0 + torch.rand(batch, tokens, channels, generator=generator)
+
+
+def test_half_precision_attention_scales_before_the_product():
+    """Every key the same: attention is the mean of the values, in any precision,
+    as long as the scores stay finite (inf - inf in the softmax is NaN)."""
+    query = large_tokens(1, 48, 194, seed=1)
+    key = large_tokens(1, 1, 194, seed=2).expand(1, 48, 194)
+    value = torch.rand(1, 48, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.isinf(torch.matmul(query.half(), key.half().transpose(1, 2))).any()
+    half = single_head_attention(query.half(), key.half(), value.half())
+    expected = value.mean(dim=1, keepdim=True).expand(1, 48, 2)
+    torch.testing.assert_close(half.float(), expected, atol=2e-3, rtol=0)
+
+
+def test_half_precision_correlation_scales_before_the_product():
+    features0 = large_tokens(1, 48, 194, seed=4).transpose(1, 2).reshape(1, 194, 6, 8)
+    features1 = large_tokens(1, 48, 194, seed=5).transpose(1, 2).reshape(1, 194, 6, 8)
+    half = correlation_matrix(features0.half(), features1.half())
+    assert torch.isfinite(half).all()
+    expected = correlation_matrix(features0, features1)
+    torch.testing.assert_close(half.float(), expected, rtol=2e-3, atol=0)
+

@@ -13,8 +13,13 @@ from torch import Tensor, nn
 
 
 def single_head_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """softmax(q k^T / sqrt(d)) v over token axis 1, written out to match the reference numerics."""
-    scores = torch.matmul(query, key.transpose(1, 2)) / math.sqrt(query.shape[-1])
+    """softmax(q k^T / sqrt(d)) v over token axis 1.
+
+    q is scaled before the product: the raw q.k of v2's position channels
+    (up to +-w/32) exceeds the fp16 range at large sizes, the scaled score
+    does not. In fp32 this only reorders the rounding.
+    """
+    scores = torch.matmul(query * (1.0 / math.sqrt(query.shape[-1])), key.transpose(1, 2))
     return torch.matmul(torch.softmax(scores, dim=-1), value)
 
 

@@ -14,12 +14,13 @@ def correlation_matrix(features0: Tensor, features1: Tensor) -> Tensor:
     """[B, L, L]: scaled dot products between every frame-0 and every frame-1 pixel.
 
     v2 uses the same matrix for global matching and as its 1/16 correlation
-    volume, so callers compute it once and share it.
+    volume, so callers compute it once and share it. Scaled before the product,
+    which keeps fp16 in range (see single_head_attention).
     """
     channels = features0.shape[1]
-    tokens0 = features0.flatten(2).transpose(1, 2)
+    tokens0 = features0.flatten(2).transpose(1, 2) * (1.0 / math.sqrt(channels))
     tokens1 = features1.flatten(2)
-    return torch.matmul(tokens0, tokens1).div_(math.sqrt(channels))
+    return torch.matmul(tokens0, tokens1)
 
 
 def global_matching_flow(correlation: Tensor, pixel_grid: Tensor) -> Tensor:
@@ -94,16 +95,22 @@ class CorrelationVolume:
 
 
 def warp_features(features: Tensor, flow: Tensor, pixel_grid: Tensor) -> Tensor:
-    """Sample `features` at pixel + flow (bilinear, zeros outside, align_corners=True)."""
+    """Sample `features` at pixel + flow (bilinear, zeros outside, align_corners=True).
+
+    Sampled in float32 whatever the model's precision: fp16 resolves a
+    normalized coordinate near 1 to 2^-10, about a tenth of a 1/8-scale pixel
+    at 640 px, and the maps are small enough for the conversion to be cheap.
+    """
     height, width = features.shape[-2:]
-    coords = (pixel_grid + flow).permute(0, 2, 3, 1)
-    return functional.grid_sample(
-        features,
+    coords = (pixel_grid.float() + flow.float()).permute(0, 2, 3, 1)
+    warped = functional.grid_sample(
+        features.float(),
         normalize_coordinates(coords, height, width),
         mode="bilinear",
         padding_mode="zeros",
         align_corners=True,
     )
+    return warped.to(features.dtype)
 
 
 def local_correlation(features0: Tensor, features1: Tensor, radius: int) -> Tensor:
