@@ -15,6 +15,7 @@ from neuflow_ros.models.correlation import (
     correlation_matrix,
     local_correlation,
 )
+from neuflow_ros.models.grids import GridCache
 
 NETWORKS = {"v1": NeuFlowV1, "v2": NeuFlowV2}
 SMALL_HEIGHT, SMALL_WIDTH = 96, 128
@@ -285,3 +286,13 @@ def test_half_precision_correlation_scales_before_the_product():
     expected = correlation_matrix(features0, features1)
     torch.testing.assert_close(half.float(), expected, rtol=2e-3, atol=0)
 
+
+def test_grid_cache_drops_the_least_recently_used_size():
+    cache = GridCache(max_entries=2)
+    like = torch.zeros(1)
+    first = cache.pixel_grid(4, 4, like)
+    cache.pixel_grid(8, 8, like)
+    assert cache.pixel_grid(4, 4, like) is first  # now the most recently used
+    cache.pixel_grid(16, 16, like)  # evicts 8x8, not 4x4
+    assert cache.pixel_grid(4, 4, like) is first
+    assert len(cache.tensors()) == 2

@@ -10,6 +10,7 @@ callers broadcast or expand the cached tensors.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -17,19 +18,28 @@ from torch import Tensor
 
 
 class GridCache:
-    """Small memo of derived constant tensors, bounded so a stream of odd sizes cannot leak."""
+    """Small memo of derived constant tensors, bounded so a stream of odd sizes cannot leak.
+
+    The least recently used entry goes first, so the grids of the sizes in use
+    survive a burst of odd sizes. Nothing built during a CUDA graph capture is
+    kept: its values exist only once the graph replays, and not at all when the
+    capture fails, so later eager calls would read uninitialised memory.
+    """
 
     def __init__(self, max_entries: int = 32) -> None:
         self._max_entries = max_entries
-        self._entries: dict[tuple, Tensor] = {}
+        self._entries: OrderedDict[tuple, Tensor] = OrderedDict()
 
     def get(self, key: tuple, build: Callable[[], Tensor]) -> Tensor:
         tensor = self._entries.get(key)
-        if tensor is None:
-            if len(self._entries) >= self._max_entries:
-                self._entries.clear()
-            tensor = build()
+        if tensor is not None:
+            self._entries.move_to_end(key)
+            return tensor
+        tensor = build()
+        if not _capturing(tensor):
             self._entries[key] = tensor
+            if len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
         return tensor
 
     def tensors(self) -> list[Tensor]:
@@ -51,6 +61,10 @@ class GridCache:
         """[2, h, w]: (row / (h-1), column / (w-1)), NeuFlow v1's position channels."""
         key = ("unit", height, width, like.device, like.dtype)
         return self.get(key, lambda: _unit_positions(height, width, like))
+
+
+def _capturing(tensor: Tensor) -> bool:
+    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def _row_col(height: int, width: int, like: Tensor) -> tuple[Tensor, Tensor]:
