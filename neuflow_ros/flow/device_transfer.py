@@ -81,8 +81,7 @@ class FrameUploader:
             images = images.expand(-1, 3, -1, -1)
         elif color_order == "bgr":
             images = images.flip(1)
-        # NHWC staging makes channels_last free here, and the networks run in it.
-        return images.to(dtype).contiguous(memory_format=torch.channels_last)
+        return images.to(dtype).contiguous()
 
     def _allocate(self, shape: tuple[int, ...]) -> _StagingBuffers:
         if self._copy_stream is None:

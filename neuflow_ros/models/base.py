@@ -99,10 +99,10 @@ class FlowNetwork(nn.Module, ABC):
         """Per-image part of the network; depends on each image alone, so batches may be split."""
         check_images(images, "images")
         reference = next(self.parameters())
-        # channels_last propagates through every conv and makes oneDNN/cuDNN
-        # markedly faster on the many small convolutions of the refinement heads.
+        # Plain NCHW throughout: channels_last pays only when weights and every
+        # activation use it, which the decode's concatenations would undo.
         images = images.to(device=reference.device, dtype=reference.dtype)
-        return self._encode(images.contiguous(memory_format=torch.channels_last))
+        return self._encode(images.contiguous())
 
     @abstractmethod
     def _encode(self, images: Tensor) -> EncodedImages:
