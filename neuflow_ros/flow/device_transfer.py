@@ -93,7 +93,7 @@ class FrameUploader:
         return _StagingBuffers(
             host=torch.empty(shape, dtype=torch.uint8, pin_memory=True),
             device=device,
-            copied=torch.cuda.Event(),
+            copied=torch.cuda.Event(blocking=True),
             consumed=torch.cuda.Event(),
         )
 
@@ -134,7 +134,9 @@ class FlowDownloader:
         free = self._free_pinned.get_or_create(shape, list)
         pinned = free.pop() if free else torch.empty(shape, dtype=torch.float32, pin_memory=True)
         pinned.copy_(channels_last, non_blocking=True)
-        copied = torch.cuda.Event()
+        # Blocking: the waiting thread sleeps instead of spinning a core for the
+        # whole GPU time of a frame (on a Jetson, a core the node needs).
+        copied = torch.cuda.Event(blocking=True)
         copied.record(torch.cuda.current_stream(self._device))
 
         def finish() -> np.ndarray:
