@@ -8,9 +8,11 @@ mistake in the plumbing around the network changes its output.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import threading
+import weakref
 from dataclasses import replace
 
 import cv2
@@ -520,6 +522,28 @@ def test_neuflow_accepts_strided_views_and_leaves_inputs_alone(engines):
     np.testing.assert_array_equal(strided.forward, packed.forward)
     for buffer, snapshot in zip(buffers, snapshots, strict=True):
         np.testing.assert_array_equal(buffer, snapshot)
+
+
+def _drop_and_check_freed(config: EngineConfig) -> None:
+    """Build, use and drop an engine with the cyclic GC off: only reference counting frees it."""
+    gc.collect()
+    gc.disable()
+    try:
+        engine = FlowEngine(config)
+        engine.warm_up(HEIGHT, WIDTH, "rgb", batch=2, backward=True)
+        engine.compute([FramePair(*color_pair(seed=50), "rgb", stream="cam")], backward=True)
+        backend, model = weakref.ref(engine._backend), weakref.ref(engine._backend._model)
+        del engine
+        assert backend() is None, "the backend is part of a reference cycle"
+        assert model() is None, "the model (its weights: GPU memory) outlives the engine"
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("version", NETWORKS)
+def test_dropped_engine_is_freed_by_reference_counting_alone(checkpoints, version):
+    _drop_and_check_freed(EngineConfig(backend=version, checkpoint=checkpoints[version],
+                                       device="cpu"))
 
 
 # --- CUDA -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ submit only queues work: the host waits for the GPU in PendingFlow.result().
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -68,14 +69,17 @@ class NeuFlowBackend:
             {"iters_s16": iters_s16, "iters_s8": iters_s8} if version == "neuflow_v2" else {}
         )
         self._streams = StreamEncodings() if streaming else None
+        # Not a bound method: the backend must not be part of a reference cycle,
+        # or a dropped engine keeps its GPU memory until the cyclic GC runs.
+        decode = functools.partial(_decode_pairs, model, self._forward_options)
         self._encode: Callable[[torch.Tensor], EncodedImages] = model.encode
-        self._decode_selected: Callable[..., torch.Tensor] = self._decode_pairs
+        self._decode_selected: Callable[..., torch.Tensor] = decode
         if cuda_graphs and device.type == "cuda":
             self._encode = GraphedFunction(
                 model.encode, "encode", model.grids.tensors, logger
             )
             self._decode_selected = GraphedFunction(
-                self._decode_pairs, "decode", model.grids.tensors, logger
+                decode, "decode", model.grids.tensors, logger
             )
         self.encoded_frames = 0
         """Images through the backbone so far: with streaming about one per pair."""
@@ -192,24 +196,6 @@ class NeuFlowBackend:
                             pair.stream, pair.current, signature, _copy_item(encoded, index)
                         )
 
-    def _decode_pairs(
-        self,
-        features_s16: torch.Tensor,
-        features_s8: torch.Tensor,
-        upsample_context: torch.Tensor,
-        first: torch.Tensor,
-        second: torch.Tensor,
-    ) -> torch.Tensor:
-        """Flow for the frame pairs (first[i], second[i]) of one batch of encodings.
-
-        Tensors only in and out, so that the whole pairwise part, gathering
-        included, can be one CUDA graph.
-        """
-        encoded = EncodedImages(features_s16, features_s8, upsample_context)
-        return self._model.decode(
-            _select(encoded, first), _select(encoded, second), **self._forward_options
-        )
-
     def _signature(self, group: _PairGroup) -> tuple:
         """What an encoding depends on besides the pixels."""
         return (group.pairs[0].size, group.pairs[0].color_order, group.geometry, self._dtype)
@@ -246,6 +232,24 @@ class NeuFlowBackend:
             )
 
         return self._indices.get_or_create((tuple(first), tuple(second)), build)
+
+
+def _decode_pairs(
+    model: FlowNetwork,
+    forward_options: dict[str, int],
+    features_s16: torch.Tensor,
+    features_s8: torch.Tensor,
+    upsample_context: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+) -> torch.Tensor:
+    """Flow for the frame pairs (first[i], second[i]) of one batch of encodings.
+
+    Tensors only in and out, so that the whole pairwise part, gathering
+    included, can be one CUDA graph.
+    """
+    encoded = EncodedImages(features_s16, features_s8, upsample_context)
+    return model.decode(_select(encoded, first), _select(encoded, second), **forward_options)
 
 
 def _collect(
