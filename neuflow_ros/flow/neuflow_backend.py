@@ -226,10 +226,7 @@ class NeuFlowBackend:
             second += current + (previous if backward else [])
 
         def build() -> tuple[torch.Tensor, torch.Tensor]:
-            return (
-                torch.tensor(first, device=self._device),
-                torch.tensor(second, device=self._device),
-            )
+            return _to_device(first, self._device), _to_device(second, self._device)
 
         return self._indices.get_or_create((tuple(first), tuple(second)), build)
 
@@ -263,6 +260,15 @@ def _collect(
             backward=flows[count + offset] if backward else None,
             input_size=pair.size,
         )
+
+
+def _to_device(indices: list[int], device: torch.device) -> torch.Tensor:
+    """An index tensor on ``device`` without blocking the host: a copy from pinned
+    memory is queued on the stream, one from pageable memory would wait for it."""
+    host = torch.tensor(indices, dtype=torch.long)
+    if device.type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True)
 
 
 def _concatenate(parts: list[EncodedImages]) -> EncodedImages:
