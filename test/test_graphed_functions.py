@@ -11,6 +11,8 @@ the host in eager mode.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,38 @@ def test_the_check_sees_tensors_built_from_python_data():
         coords * coords.new_tensor([2.0, 3.0])
         bool(coords.sum() > 0)
     assert recorder.found == ["aten.lift_fresh.default", "aten._local_scalar_dense.default"]
+
+
+def test_encode_outputs_are_read_before_the_decode_runs(checkpoint_paths):
+    """An engine's graphs share one memory pool, so a decode replay may overwrite what the
+    encode replay returned. Simulated here: the decode copies its inputs (as a graph's
+    static inputs do), then wipes the encode's outputs. Streaming keeps encodings across
+    calls; its flow must still equal flow computed without keeping anything."""
+    path = checkpoint_paths["neuflow_v2"]
+    engine = FlowEngine(EngineConfig(backend="neuflow_v2", checkpoint=path, device="cpu"))
+    reference = FlowEngine(
+        EngineConfig(backend="neuflow_v2", checkpoint=path, device="cpu", streaming=False)
+    )
+    backend = engine._backend  # white-box: the two functions CUDA would capture
+    encode, decode = backend._encode, backend._decode_selected
+    latest: list = []
+
+    def encode_into_shared_memory(images):
+        latest[:] = [encode(images)]
+        return latest[0]
+
+    def decode_over_shared_memory(*tensors):
+        static_inputs = [tensor.clone() for tensor in tensors]
+        for output in (latest[0].features_s16, latest[0].features_s8, latest[0].upsample_context):
+            output.fill_(float("nan"))
+        return decode(*static_inputs)
+
+    backend._encode = encode_into_shared_memory
+    backend._decode_selected = decode_over_shared_memory
+    generator = np.random.default_rng(1)
+    frames = [generator.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
+    for previous, current in itertools.pairwise(frames):
+        (got,) = engine.compute([FramePair(previous, current, "rgb", stream="cam")])
+        (expected,) = reference.compute([FramePair(previous, current, "rgb")])
+        np.testing.assert_allclose(got.forward, expected.forward, atol=1e-4)
+    assert engine.encoded_frames == len(frames)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from neuflow_ros.flow.bounded_cache import BoundedCache
-from neuflow_ros.flow.cuda_graphs import GraphedFunction
+from neuflow_ros.flow.cuda_graphs import EngineGraphs, GraphedFunction
 from neuflow_ros.flow.device_transfer import FlowDownloader, FrameUploader
 from neuflow_ros.flow.flow_types import FlowResult, FramePair, PendingFlow
 from neuflow_ros.flow.frame_geometry import FrameGeometry, plan_geometry
@@ -75,12 +75,9 @@ class NeuFlowBackend:
         self._encode: Callable[[torch.Tensor], EncodedImages] = model.encode
         self._decode_selected: Callable[..., torch.Tensor] = decode
         if cuda_graphs and device.type == "cuda":
-            self._encode = GraphedFunction(
-                model.encode, "encode", model.grids.tensors, logger
-            )
-            self._decode_selected = GraphedFunction(
-                decode, "decode", model.grids.tensors, logger
-            )
+            graphs = EngineGraphs(device, logger)
+            self._encode = GraphedFunction(model.encode, "encode", graphs, model.grids.tensors)
+            self._decode_selected = GraphedFunction(decode, "decode", graphs, model.grids.tensors)
         self.encoded_frames = 0
         """Images through the backbone so far: with streaming about one per pair."""
         self._uploader = FrameUploader(device)
@@ -177,6 +174,16 @@ class NeuFlowBackend:
             slots.append((previous_slots, current_slots))
         encoded = self._encode(uploads[0] if len(uploads) == 1 else torch.cat(uploads))
         self.encoded_frames += uploaded_count
+        # Everything read from the encoding happens before the decode call: graphs
+        # share one memory pool, so the decode replay may overwrite encode outputs.
+        if self._streams is not None:
+            for group, (_, current_slots) in zip(batch, slots, strict=True):
+                signature = self._signature(group)
+                for pair, (_, index) in zip(group.pairs, current_slots, strict=True):
+                    if pair.stream is not None:
+                        self._streams.remember(
+                            pair.stream, pair.current, signature, _copy_item(encoded, index)
+                        )
         if reused:
             encoded = _concatenate([encoded, *reused])
         first, second = self._pair_indices(slots, uploaded_count, backward)
@@ -184,17 +191,10 @@ class NeuFlowBackend:
             encoded.features_s16, encoded.features_s8, encoded.upsample_context, first, second
         )
         start = 0
-        for group, (_, current_slots) in zip(batch, slots, strict=True):
+        for group in batch:
             stop = start + len(group.pairs) * (2 if backward else 1)
             group.flow = flow[start:stop]
             start = stop
-            if self._streams is not None:
-                signature = self._signature(group)
-                for pair, (_, index) in zip(group.pairs, current_slots, strict=True):
-                    if pair.stream is not None:
-                        self._streams.remember(
-                            pair.stream, pair.current, signature, _copy_item(encoded, index)
-                        )
 
     def _signature(self, group: _PairGroup) -> tuple:
         """What an encoding depends on besides the pixels."""
