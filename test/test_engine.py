@@ -583,6 +583,40 @@ def test_cuda_stages_through_pinned_buffers_without_growing(checkpoints):
     assert all(entry.host.is_pinned() for entry in staging._entries.values())
 
 
+@CUDA
+def test_cuda_engine_leaves_the_callers_stream_alone_and_works_on_its_own(checkpoints):
+    engine = FlowEngine(
+        EngineConfig(backend="neuflow_v2", checkpoint=checkpoints["neuflow_v2"], device="cuda")
+    )
+    engine.warm_up(HEIGHT, WIDTH, "rgb")
+    default = torch.cuda.default_stream()
+    pending = engine.submit([FramePair(*color_pair(seed=60), "rgb")])
+    assert torch.cuda.current_stream() == default
+    assert engine._backend._compute_stream != default  # white-box: not the legacy stream
+    pending.result()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+@pytest.mark.parametrize("version", NETWORKS)
+def test_cuda_engine_on_a_second_device_captures_there(checkpoints, version):
+    """The worker thread's current device stays 0; graphs must still be recorded on device 1."""
+    base = {"backend": version, "checkpoint": checkpoints[version]}
+    on_one = FlowEngine(EngineConfig(**base, device="cuda:1"))
+    eager = FlowEngine(EngineConfig(**base, device="cuda:1", cuda_graphs=False, streaming=False))
+    results: list = []
+    thread = threading.Thread(
+        target=lambda: results.extend(_camera_run(on_one, [(WIDTH, HEIGHT)], steps=5))
+    )
+    thread.start()
+    thread.join(120)
+    expected = _camera_run(eager, [(WIDTH, HEIGHT)], steps=5)
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_allclose(got.forward, want.forward, atol=1e-3)
+    backend = on_one._backend
+    assert backend._encode.captures >= 1 and backend._decode_selected.captures >= 1
+    assert backend._encode.capture_failures == backend._decode_selected.capture_failures == 0
+
+
 def _camera_run(engine: FlowEngine, sizes: list[tuple[int, int]], steps: int) -> list:
     """Forward+backward flow of a translating texture, one stream, per size in turn."""
     results = []

@@ -310,6 +310,10 @@ class FlowEngine:
             model = fold_batchnorm(model)
         dtype = torch.float16 if precision == "fp16" else torch.float32
         torch_device = torch.device(device)
+        if torch_device.type == "cuda" and torch_device.index is None:
+            # Pinned now: 'cuda' means the constructing thread's device, and other
+            # threads (the node's worker) may have another current device.
+            torch_device = torch.device("cuda", torch.cuda.current_device())
         model = model.to(device=torch_device, dtype=dtype).eval()
         if torch_device.type == "cuda":
             torch.backends.cudnn.benchmark = True

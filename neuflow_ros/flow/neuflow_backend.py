@@ -12,6 +12,7 @@ submit only queues work: the host waits for the GPU in PendingFlow.result().
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -74,10 +75,19 @@ class NeuFlowBackend:
         decode = functools.partial(_decode_pairs, model, self._forward_options)
         self._encode: Callable[[torch.Tensor], EncodedImages] = model.encode
         self._decode_selected: Callable[..., torch.Tensor] = decode
-        if cuda_graphs and device.type == "cuda":
-            graphs = EngineGraphs(device, logger)
-            self._encode = GraphedFunction(model.encode, "encode", graphs, model.grids.tensors)
-            self._decode_selected = GraphedFunction(decode, "decode", graphs, model.grids.tensors)
+        self._compute_stream: torch.cuda.Stream | None = None
+        if device.type == "cuda":
+            # A stream of its own, so engines in other threads neither serialize
+            # with this one on the legacy default stream nor wait for its work.
+            self._compute_stream = torch.cuda.Stream(device)
+            # The weights were copied on the default stream.
+            self._compute_stream.wait_stream(torch.cuda.current_stream(device))
+            if cuda_graphs:
+                graphs = EngineGraphs(device, logger)
+                self._encode = GraphedFunction(model.encode, "encode", graphs, model.grids.tensors)
+                self._decode_selected = GraphedFunction(
+                    decode, "decode", graphs, model.grids.tensors
+                )
         self.encoded_frames = 0
         """Images through the backbone so far: with streaming about one per pair."""
         self._uploader = FrameUploader(device)
@@ -87,7 +97,7 @@ class NeuFlowBackend:
     def submit(self, pairs: Sequence[FramePair], backward: bool, output_grid: str) -> PendingFlow:
         """Queues every pass and download; on CUDA nothing here waits for the GPU."""
         downloads: list[tuple[_PairGroup, Callable[[], np.ndarray]]] = []
-        with torch.inference_mode():
+        with self._on_device(), torch.inference_mode():
             for batch in self._group_by_grid(self._group_by_input(pairs)).values():
                 self._run_batch(batch, backward)
                 for group in batch:
@@ -104,6 +114,15 @@ class NeuFlowBackend:
             return [results[index] for index in range(len(pairs))]
 
         return PendingFlow(finish)
+
+    def _on_device(self) -> contextlib.AbstractContextManager:
+        """This engine's device and compute stream, set in whichever thread submits."""
+        if self._compute_stream is None:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.cuda.device(self._device))
+        stack.enter_context(torch.cuda.stream(self._compute_stream))
+        return stack
 
     def gpu_memory_bytes(self) -> int | None:
         """Bytes PyTorch holds on the GPU (reserved, not just in use): what others cannot use."""
