@@ -530,7 +530,7 @@ def _drop_and_check_freed(config: EngineConfig) -> None:
     gc.disable()
     try:
         engine = FlowEngine(config)
-        engine.warm_up(HEIGHT, WIDTH, "rgb", batch=2, backward=True)
+        engine.warm_up(HEIGHT, WIDTH, "rgb", batch=2, backward=True, backward_may_change=True)
         engine.compute([FramePair(*color_pair(seed=50), "rgb", stream="cam")], backward=True)
         backend, model = weakref.ref(engine._backend), weakref.ref(engine._backend._model)
         del engine
@@ -564,22 +564,35 @@ def test_cuda_fp32_and_fp16_agree_with_cpu(checkpoints, engines):
 
 
 @CUDA
-def test_cuda_stages_through_pinned_buffers_without_growing(checkpoints):
+@pytest.mark.parametrize("version", NETWORKS)
+def test_cuda_warm_up_leaves_nothing_to_capture_or_allocate(checkpoints, version):
+    """After warm-up, what the worker submits (cameras joining, ready alone or together,
+    backward switched) replays graphs and allocates nothing, without any host sync."""
     engine = FlowEngine(
-        EngineConfig(backend="neuflow_v1", checkpoint=checkpoints["neuflow_v1"], device="cuda")
+        EngineConfig(backend=version, checkpoint=checkpoints[version], device="cuda")
     )
-    engine.warm_up(HEIGHT, WIDTH, "bgr", batch=2, backward=True)
+    engine.warm_up(HEIGHT, WIDTH, "bgr", batch=1, backward=False, backward_may_change=True)
+    engine.warm_up(HEIGHT, WIDTH, "bgr", batch=2, backward=False, backward_may_change=True)
+    backend = engine._backend  # white-box: graph counters and pinned staging are the point
+    captured = (backend._encode.captures, backend._decode_selected.captures)
+    assert captured[0] >= 4 and captured[1] >= 4
     reserved = engine.gpu_memory_bytes()
     frames = {seed: color_pair(seed) for seed in (23, 24)}
-    for step in range(4):
-        # Two camera streams in steady state, as warm_up prepared them.
-        pairs = [
-            FramePair(*(frames[seed] if step % 2 == 0 else frames[seed][::-1]), "bgr", stream=seed)
-            for seed in frames
-        ]
-        engine.compute(pairs, backward=True)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(8):
+            cameras = [23] if step in (2, 5) else [23, 24]
+            pairs = [
+                FramePair(*(frames[seed] if step % 2 == 0 else frames[seed][::-1]), "bgr",
+                          stream=(seed, step // 6))  # step 6 restarts both streams
+                for seed in cameras
+            ]
+            engine.submit(pairs, backward=step % 3 == 0).result()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert (backend._encode.captures, backend._decode_selected.captures) == captured
     assert engine.gpu_memory_bytes() == reserved
-    staging = engine._backend._uploader._buffers  # white-box: pinned staging is the point
+    staging = backend._uploader._buffers
     assert all(entry.host.is_pinned() for entry in staging._entries.values())
 
 

@@ -5,8 +5,10 @@ import time
 
 import numpy as np
 import pytest
+from neuflow_weights import write_official_checkpoint
 from polling import poll_until
 
+from neuflow_ros.flow.engine import EngineConfig, FlowEngine
 from neuflow_ros.flow.flow_types import FlowResult, PendingFlow
 from neuflow_ros.node.camera_stream import ResetReason
 from neuflow_ros.node.flow_worker import CameraFrame, FlowWorker, WorkerSettings
@@ -60,8 +62,11 @@ class FakeEngine:
         flow[..., 0] = float(pair.current[0, 0, 0]) - float(pair.previous[0, 0, 0])
         return FlowResult(forward=flow, backward=None, input_size=(width, height))
 
-    def warm_up(self, height, width, color_order, batch=1, backward=False, output_grid="input"):
-        self.warm_ups.append((width, height, color_order, backward, output_grid))
+    def warm_up(self, height, width, color_order, batch=1, backward=False, output_grid="input",
+                backward_may_change=False):
+        self.warm_ups.append(
+            (width, height, color_order, batch, backward, output_grid, backward_may_change)
+        )
 
 
 class Recorder:
@@ -102,15 +107,21 @@ def frame(camera: str, stamp_s: float, marker: int, width: int = 32, height: int
                        time.monotonic())
 
 
-def run_worker(engine, batches, settings=None):
-    """Feed the worker batch by batch (each batch = frames put together) and stop it."""
+def run_worker(engine, batches, settings=None, settings_per_batch=None):
+    """Feed the worker batch by batch (each batch = frames put together) and stop it.
+
+    ``settings_per_batch`` replaces the worker's settings before each batch, as
+    the node does when a parameter changes.
+    """
     recorder = Recorder()
     mailbox = FrameMailbox(keep_all=True)
     worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, settings,
                         poll_interval_s=0.01)
     worker.start()
     assert recorder.ready.wait(5.0)
-    for batch in batches:
+    for index, batch in enumerate(batches):
+        if settings_per_batch is not None:
+            worker.settings = settings_per_batch[index]
         for item in batch:
             mailbox.put(item.camera, item)
         poll_until(lambda: not mailbox.pending(), 5.0, 0.005)
@@ -130,7 +141,7 @@ def test_frames_of_one_camera_pair_in_order():
     assert [f.previous.stamp_ns for f in recorder.flows] == [1 * SECOND, int(1.1 * SECOND)]
     assert [float(f.result.forward[0, 0, 0]) for f in recorder.flows] == [3.0, 7.0]
     assert recorder.flows[0].current.frame_id == "_frame"
-    assert engine.warm_ups == [(32, 24, "rgb", False, "input")]
+    assert engine.warm_ups == [(32, 24, "rgb", 1, False, "input", True)]
 
 
 def test_cameras_ready_together_are_computed_in_one_call():
@@ -307,4 +318,72 @@ def test_warm_up_prepares_the_workload_the_settings_ask_for():
     engine = FakeEngine()
     run_worker(engine, [[frame("", 1.0, 1)]],
                WorkerSettings(backward=True, output_grid="inference"))
-    assert engine.warm_ups == [(32, 24, "rgb", True, "inference")]
+    assert engine.warm_ups == [(32, 24, "rgb", 1, True, "inference", True)]
+
+
+def test_warm_up_prepares_every_camera_count_of_a_size_once():
+    """Cameras of one size may be ready together: the engine must know how many there are,
+    or a two-camera batch is first met (on CUDA: captured) while frames wait."""
+    engine = FakeEngine()
+    run_worker(engine, [
+        [frame("a", 1.0, 1)],
+        [frame("a", 1.1, 2), frame("b", 1.1, 3)],
+        [frame("c", 1.2, 4, width=48)],
+        [frame("a", 5.0, 5)],  # a gap restarts camera a: nothing new to prepare
+    ])
+    assert [(width, batch) for width, _, _, batch, *_ in engine.warm_ups] == [
+        (32, 1), (32, 2), (48, 1)
+    ]
+
+
+def signature(tensors) -> tuple:
+    """What a CUDA graph is captured per: shapes, dtypes and strides of the inputs."""
+    return tuple((tuple(t.shape), t.dtype, tuple(t.stride())) for t in tensors)
+
+
+def test_warm_up_covers_every_signature_the_worker_submits(tmp_path):
+    """Stream starts, one and two cameras ready, backward switched on and off: the
+    real engine's warm-up (the plan CUDA runs, run on the CPU) must have met every
+    input signature of the network calls before the first frame is answered."""
+    checkpoint = write_official_checkpoint(tmp_path / "v2.pth", "v2", seed=7)
+    engine = FlowEngine(EngineConfig(backend="neuflow_v2", checkpoint=str(checkpoint),
+                                     device="cpu"))
+    engine._captures_graphs = True  # white-box: the CUDA warm-up plan, on the CPU
+    backend = engine._backend
+    seen = {"warm-up": set(), "frames": set()}
+    phase = ["frames"]
+
+    def spy(name, function):
+        def call(*tensors):
+            seen[phase[0]].add((name, signature(tensors)))
+            return function(*tensors)
+        return call
+
+    def warm_up(*args, **kwargs):
+        phase[0] = "warm-up"
+        try:
+            return real_warm_up(*args, **kwargs)
+        finally:
+            phase[0] = "frames"
+
+    backend._encode = spy("encode", backend._encode)
+    backend._decode_selected = spy("decode", backend._decode_selected)
+    real_warm_up, engine.warm_up = engine.warm_up, warm_up
+    forward, backward = WorkerSettings(), WorkerSettings(backward=True)
+    batches = [
+        [frame("a", 1.0, 1, 64, 48)],
+        [frame("a", 1.1, 2, 64, 48), frame("b", 1.1, 3, 64, 48)],
+        [frame("a", 1.2, 4, 64, 48), frame("b", 1.2, 5, 64, 48)],
+        [frame("a", 1.3, 6, 64, 48)],
+        [frame("a", 1.4, 7, 64, 48), frame("b", 1.4, 8, 64, 48)],
+        [frame("b", 1.5, 9, 64, 48)],
+        [frame("a", 5.0, 10, 64, 48)],  # restart
+        [frame("a", 5.1, 11, 64, 48), frame("b", 5.1, 12, 64, 48)],
+    ]
+    recorder = run_worker(engine, batches, settings_per_batch=[
+        forward, forward, forward, backward, backward, forward, backward, backward
+    ])
+    assert not [event for event in recorder.events if event[0] == "exception"]
+    assert len(recorder.flows) >= 6
+    assert seen["frames"], "the spy saw no network call"
+    assert seen["frames"] <= seen["warm-up"]

@@ -24,6 +24,7 @@ import numpy as np
 from neuflow_ros.flow.dis_backend import DIS_PRESETS, DisBackend
 from neuflow_ros.flow.flow_types import COLOR_ORDERS, FlowResult, FrameError, FramePair, PendingFlow
 from neuflow_ros.flow.frame_geometry import check_output_grid, validate_inference_size
+from neuflow_ros.flow.warm_up_plan import WarmUpCall, warm_up_calls
 
 __all__ = [
     "BACKENDS",
@@ -155,6 +156,8 @@ class FlowEngine:
         self._logger = logger or _log
         if config.num_threads is not None:
             cv2.setNumThreads(config.num_threads)
+        self._captures_graphs = False
+        """Whether warm-up must get every signature captured (NeuFlow, CUDA, graphs on)."""
         if config.backend == "dis":
             self._device = "cpu"
             self._precision = "fp32"
@@ -229,33 +232,44 @@ class FlowEngine:
         batch: int = 1,
         backward: bool = False,
         output_grid: str = "input",
+        backward_may_change: bool = False,
     ) -> None:
         """Run the expected workload at start-up so the first real frames are not slow.
 
         The first calls for a shape allocate buffers and, on CUDA, let cuDNN
         choose its algorithms and record the CUDA graphs, which takes far
-        longer than a frame. The warm-up frames form a stream of their own, so
-        what gets prepared is the steady state of a camera stream (one new
-        image per pair when streaming).
+        longer than a frame. ``batch`` is the number of cameras of this size
+        and colour order. With CUDA graphs every signature they can submit is
+        captured here (see warm_up_plan): 1..batch cameras ready at once,
+        stream starts and the steady state, and with ``backward_may_change``
+        the other backward setting too. Elsewhere one call starting
+        ``batch`` streams allocates what there is to allocate.
         """
         if color_order not in COLOR_ORDERS:
             raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
         _check_positive_int("batch", batch)
         shape = (height, width) if color_order == "mono" else (height, width, 3)
         frames = (np.zeros(shape, dtype=np.uint8), np.full(shape, 128, dtype=np.uint8))
-        calls = 1
-        if self._device.startswith("cuda"):
+        if self._captures_graphs:
             from neuflow_ros.flow.cuda_graphs import EAGER_CALLS_BEFORE_CAPTURE
 
-            # One call starting the stream, then the steady state until its graphs exist.
-            calls = 2 + EAGER_CALLS_BEFORE_CAPTURE
-        for call in range(calls):
-            previous, current = frames[call % 2], frames[(call + 1) % 2]
-            pairs = [
-                FramePair(previous, current, color_order, stream=(_WARM_UP_STREAM, index))
-                for index in range(batch)
-            ]
-            self.compute(pairs, backward=backward, output_grid=output_grid)
+            settings = (backward, not backward) if backward_may_change else (backward,)
+            plan = warm_up_calls(batch, settings, repeats=EAGER_CALLS_BEFORE_CAPTURE + 1)
+        else:
+            plan = [WarmUpCall(batch, backward, starting=batch)]
+        started = 0
+        newest: dict[int, tuple[tuple, np.ndarray]] = {}  # camera -> (stream name, newest frame)
+        for call in plan:
+            pairs = []
+            for camera in range(call.cameras):
+                if camera < call.starting or camera not in newest:
+                    started += 1
+                    newest[camera] = ((_WARM_UP_STREAM, started), frames[0])
+                stream, previous = newest[camera]
+                current = frames[1] if previous is frames[0] else frames[0]
+                newest[camera] = (stream, current)
+                pairs.append(FramePair(previous, current, color_order, stream=stream))
+            self.compute(pairs, backward=call.backward, output_grid=output_grid)
 
     def gpu_memory_bytes(self) -> int | None:
         """GPU memory PyTorch holds for this process, or None when running on the CPU."""
@@ -317,6 +331,7 @@ class FlowEngine:
         model = model.to(device=torch_device, dtype=dtype).eval()
         if torch_device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            self._captures_graphs = config.cuda_graphs
         return NeuFlowBackend(
             version,
             model,

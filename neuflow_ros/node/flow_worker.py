@@ -140,7 +140,8 @@ class FlowWorker:
         self.settings = settings or WorkerSettings()
         self._poll_interval_s = poll_interval_s
         self._streams: dict[Hashable, CameraStream[CameraFrame]] = {}
-        self._warmed_up: set[tuple[int, int, str]] = set()
+        self._cameras_warmed_up: dict[tuple[int, int, str], set[str]] = {}
+        """Per frame size and colour order, the cameras the engine was prepared for."""
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="neuflow-worker", daemon=True)
@@ -263,17 +264,25 @@ class FlowWorker:
         return step.previous.payload
 
     def _warm_up_for(self, frame: CameraFrame) -> None:
-        """Prepare the engine for a new frame size while that frame has no partner anyway."""
-        key = (frame.width, frame.height, frame.color_order)
-        if key in self._warmed_up:
+        """Prepare the engine for a new camera or frame size while that frame has no partner.
+
+        Cameras of one size may be ready together in any number, and backward
+        flow may be switched at run time: the engine prepares all of that, so
+        nothing is first met (on CUDA: captured) while frames wait.
+        """
+        cameras = self._cameras_warmed_up.setdefault(
+            (frame.width, frame.height, frame.color_order), set()
+        )
+        if frame.camera in cameras:
             return
-        self._warmed_up.add(key)
+        cameras.add(frame.camera)
         try:
             settings = self.settings
             with self._engine_call("warm-up"):
                 self.engine.warm_up(
-                    frame.height, frame.width, frame.color_order,
+                    frame.height, frame.width, frame.color_order, batch=len(cameras),
                     backward=settings.backward, output_grid=settings.output_grid,
+                    backward_may_change=True,
                 )
         except Exception as error:
             self._observer.worker_exception("warm-up", error, traceback.format_exc())
