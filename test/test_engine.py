@@ -550,6 +550,23 @@ def test_dropped_engine_is_freed_by_reference_counting_alone(checkpoints, versio
 
 
 @CUDA
+@pytest.mark.parametrize("version", NETWORKS)
+def test_cuda_dropped_engine_with_graphs_is_freed_by_reference_counting_alone(
+    checkpoints, version
+):
+    def allocated() -> int:
+        torch.cuda.synchronize()
+        # cuBLAS keeps a workspace per stream; the engine's streams are new ones.
+        getattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: None)()
+        return torch.cuda.memory_allocated()
+
+    before = allocated()
+    _drop_and_check_freed(EngineConfig(backend=version, checkpoint=checkpoints[version],
+                                       device="cuda"))
+    assert allocated() == before
+
+
+@CUDA
 def test_cuda_fp32_and_fp16_agree_with_cpu(checkpoints, engines):
     pair = FramePair(*color_pair(seed=22), "rgb")
     (cpu,) = engines["neuflow_v2"].compute([pair])
