@@ -38,6 +38,7 @@ import pathlib
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -161,7 +162,11 @@ def run_mode(
     return _ModeRun(durations, startup_s, flows, encoded / (steps * batch), engine)
 
 
-def measure(args: argparse.Namespace) -> list[ModeResult]:
+def measure(
+    args: argparse.Namespace, save: Callable[[list[ModeResult]], None]
+) -> list[ModeResult]:
+    """Every mode in turn; ``save`` gets the results so far after each one, so a
+    mode that crashes the process (a CUDA error) loses only itself."""
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for backend in args.backends:
@@ -207,6 +212,7 @@ def measure(args: argparse.Namespace) -> list[ModeResult]:
                         )
                         print(format_row(result), flush=True)
                         results.append(result)
+                        save(results)
                         del run
                         if args.device.startswith("cuda"):
                             torch.cuda.empty_cache()
@@ -286,15 +292,18 @@ def main() -> None:
     machine = machine_info()
     print(json.dumps(machine))
     print(TABLE_HEADER, flush=True)
-    results = measure(args)
     args.out.mkdir(parents=True, exist_ok=True)
     frame_count = len(list(args.frames.glob("*.jpg")))
-    report = {
-        "machine": machine,
-        "frames": f"{args.frames} ({frame_count} jpg)" if frame_count else "synthetic texture",
-        "results": [asdict(result) for result in results],
-    }
-    (args.out / "modes_benchmark.json").write_text(json.dumps(report, indent=2))
+
+    def save(results: list[ModeResult]) -> None:
+        report = {
+            "machine": machine,
+            "frames": f"{args.frames} ({frame_count} jpg)" if frame_count else "synthetic texture",
+            "results": [asdict(result) for result in results],
+        }
+        (args.out / "modes_benchmark.json").write_text(json.dumps(report, indent=2))
+
+    results = measure(args, save)
     plot(results, args.out / "modes_benchmark.png")
     print(f"wrote {args.out / 'modes_benchmark.json'} and {args.out / 'modes_benchmark.png'}")
 
