@@ -70,7 +70,8 @@ class NeuFlowV2(FlowNetwork):
         iters_s16: int = 1,
         iters_s8: int = 8,
     ) -> Tensor:
-        """Flow frame 0 -> frame 1 [B, 2, H, W]; more iterations trade time for accuracy."""
+        """Flow frame 0 -> frame 1 [B, 2, H, W], float32 at any model precision (see
+        `_refine`); more iterations trade time for accuracy."""
         check_pair(encoded0, encoded1)
         if iters_s16 < 0 or iters_s8 < 0:
             raise ValueError(f"iteration counts must be >= 0, got {iters_s16=}, {iters_s8=}")
@@ -103,12 +104,18 @@ class NeuFlowV2(FlowNetwork):
         context: Tensor,
         iterations: int,
     ) -> Tensor:
-        """Run `iterations` refinement steps; the iterative context starts at zero per scale."""
+        """Run `iterations` refinement steps; the iterative context starts at zero per scale.
+
+        The flow is accumulated in float32 whatever the model's precision: in
+        fp16 a 1/8-scale flow of 32 px moves in 1/32 px steps, a quarter pixel
+        at full resolution, so small updates would be rounded away.
+        """
+        flow = flow.float()
         volume = CorrelationVolume(correlation, *flow.shape[-2:])
         grid = self.grids.pixel_grid(*flow.shape[-2:], like=flow)
         batch, _, height, width = flow.shape
-        iterative_context = flow.new_zeros(batch, ITERATIVE_CONTEXT_CHANNELS, height, width)
-        constant = flow.new_full((batch, 1, height, width), float(LOOKUP_RADIUS))
+        iterative_context = context.new_zeros(batch, ITERATIVE_CONTEXT_CHANNELS, height, width)
+        constant = context.new_full((batch, 1, height, width), float(LOOKUP_RADIUS))
         for _ in range(iterations):
             lookup = volume.lookup(flow, grid, LOOKUP_RADIUS)
             flow, iterative_context = refinement(lookup, context, iterative_context, flow, constant)

@@ -36,14 +36,17 @@ class IterativeRefinement(nn.Module):
         flow: Tensor,
         constant: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        x = torch.cat([correlation, context, iterative_context, flow, constant], dim=1)
+        x = torch.cat(
+            [correlation, context, iterative_context, flow.to(context.dtype), constant], dim=1
+        )
         x = self.conv2(self.conv1(x))
         for layer in self.conv_layers:
             x = layer(x)
         update = self.conv3(x)
         limit = ITERATIVE_CONTEXT_LIMIT
         new_context = functional.hardtanh(update[:, 2:], -limit, limit)
-        return flow + update[:, :2], new_context
+        # In the flow's own precision, which may be finer than the network's.
+        return flow + update[:, :2].to(flow.dtype), new_context
 
 
 class LocalRefinement(nn.Module):

@@ -30,10 +30,13 @@ class ConvexUpsampler(nn.Module):
         self.conv3 = nn.Conv2d(512, factor_squared * NEIGHBOURS, 1, 1, 0)
 
     def forward(self, flow: Tensor, context: Tensor) -> Tensor:
-        """flow [B, 2, h, w] in 1/8-scale pixels + context [B, C, h, w] -> flow [B, 2, 8h, 8w]."""
+        """flow [B, 2, h, w] in 1/8-scale pixels + context [B, C, h, w] -> flow [B, 2, 8h, 8w].
+
+        The mix is computed in the flow's precision (float32 from v2's refinement).
+        """
         batch, _, height, width = flow.shape
         factor = UPSAMPLE_FACTOR
-        hidden = functional.relu(self.conv1(torch.cat([flow, context], dim=1)))
+        hidden = functional.relu(self.conv1(torch.cat([flow.to(context.dtype), context], dim=1)))
         mask = self.conv3(functional.relu(self.conv2(hidden)))
         weights = torch.softmax(mask.view(batch, 1, NEIGHBOURS, factor, factor, height, width), 2)
         neighbours = functional.unfold(flow, 3, padding=1)
