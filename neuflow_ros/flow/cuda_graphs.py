@@ -99,6 +99,7 @@ class TorchCudaCalls:
         allocator the capture is over; left so, every later ``empty_cache`` and
         capture fails (torch 2.3 to at least 2.11).
         """
+        # torch >= 2.8 names it _cuda_endAllocateToPool; 2.3-2.7 the older name.
         end = getattr(torch._C, "_cuda_endAllocateToPool", None) or getattr(
             torch._C, "_cuda_endAllocateCurrentStreamToPool", None
         )
