@@ -108,32 +108,34 @@ class FlowDownloader:
     def download(
         self, flow: torch.Tensor, geometry: FrameGeometry, output_grid: str
     ) -> Callable[[], np.ndarray]:
-        """``flow`` is ``[N, 2, grid_h, grid_w]`` and may be modified in place.
+        """``flow`` is ``[N, 2, grid_h, grid_w]``, in any float dtype; it is not kept.
 
         Returns the function to call, once, for the array (the caller's own:
         nothing here writes to it again). On CUDA the copy is queued behind
         the work that computes ``flow``, and the host waits for it only there.
         """
-        flow = flow.float()
         output_width, output_height = geometry.output_size(output_grid)
+        if not geometry.resized:
+            flow = flow[:, :, :output_height, :output_width]
+        elif (output_width, output_height) != (geometry.grid_width, geometry.grid_height):
+            flow = functional.interpolate(
+                flow.float(), size=(output_height, output_width), mode="bilinear",
+                align_corners=False,
+            )
+        # One copy turns the network's NCHW (fp16 or fp32) into the float32 NHWC the
+        # caller gets; a conversion and then a separate layout copy would be two.
+        nhwc = flow.permute(0, 2, 3, 1).to(torch.float32, memory_format=torch.contiguous_format)
         if geometry.resized:
             scale_x, scale_y = geometry.vector_scale
-            flow[:, 0].mul_(scale_x)
-            flow[:, 1].mul_(scale_y)
-            if (output_width, output_height) != (geometry.grid_width, geometry.grid_height):
-                flow = functional.interpolate(
-                    flow, size=(output_height, output_width), mode="bilinear", align_corners=False
-                )
-        else:
-            flow = flow[:, :, :output_height, :output_width]
-        channels_last = flow.permute(0, 2, 3, 1)
+            nhwc[..., 0].mul_(scale_x)
+            nhwc[..., 1].mul_(scale_y)
         if self._device.type != "cuda":
-            array = channels_last.contiguous().numpy()
+            array = nhwc.numpy()
             return lambda: array
-        shape = tuple(channels_last.shape)
+        shape = tuple(nhwc.shape)
         free = self._free_pinned.get_or_create(shape, list)
         pinned = free.pop() if free else torch.empty(shape, dtype=torch.float32, pin_memory=True)
-        pinned.copy_(channels_last, non_blocking=True)
+        pinned.copy_(nhwc, non_blocking=True)
         # Blocking: the waiting thread sleeps instead of spinning a core for the
         # whole GPU time of a frame (on a Jetson, a core the node needs).
         copied = torch.cuda.Event(blocking=True)
