@@ -126,8 +126,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "cuda_graphs", True,
-        "NeuFlow on CUDA: replay the network from CUDA graphs (one per input shape; falls "
-        "back to plain execution where capture fails).",
+        "NeuFlow on CUDA: replay the network from CUDA graphs (one per input shape; a failed "
+        "capture turns them off for the engine, with one error).",
     ),
     ParameterSpec("dis_preset", "fast", "DIS preset: ultrafast, fast or medium.",
                   choices=DIS_PRESETS),
