@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -115,14 +115,14 @@ class NeuFlowBackend:
 
         return PendingFlow(finish)
 
-    def _on_device(self) -> contextlib.AbstractContextManager:
+    @contextlib.contextmanager
+    def _on_device(self) -> Iterator[None]:
         """This engine's device and compute stream, set in whichever thread submits."""
         if self._compute_stream is None:
-            return contextlib.nullcontext()
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.cuda.device(self._device))
-        stack.enter_context(torch.cuda.stream(self._compute_stream))
-        return stack
+            yield
+            return
+        with torch.cuda.device(self._device), torch.cuda.stream(self._compute_stream):
+            yield
 
     def gpu_memory_bytes(self) -> int | None:
         """Bytes PyTorch holds on the GPU (reserved, not just in use): what others cannot use."""
