@@ -145,6 +145,9 @@ def test_failed_capture_is_contained_logged_once_and_never_retried(caplog):
     errors = [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert [record.levelno for record in errors] == [logging.ERROR]
     assert "decode" in errors[0].getMessage()
+    assert "RuntimeError: operation not permitted when stream is capturing" in (
+        errors[0].getMessage()
+    )
     assert "not permitted when stream is capturing" in str(errors[0].exc_info[1])
 
 

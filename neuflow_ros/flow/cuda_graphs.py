@@ -170,10 +170,12 @@ class EngineGraphs:
         if error is not None:
             self.enabled = False
             self._logger.error(
-                "CUDA graph capture of %s failed for input shapes %s; CUDA graphs are off for "
-                "this engine from now on (it runs eagerly, correct but slower)",
+                "CUDA graph capture of %s failed for input shapes %s (%s: %s); CUDA graphs are "
+                "off for this engine from now on (it runs eagerly, correct but slower)",
                 name,
                 [list(tensor.shape) for tensor in inputs],
+                type(error).__name__,
+                error,
                 exc_info=error,
             )
             return None
