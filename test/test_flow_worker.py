@@ -387,3 +387,5 @@ def test_warm_up_covers_every_signature_the_worker_submits(tmp_path):
     assert len(recorder.flows) >= 6
     assert seen["frames"], "the spy saw no network call"
     assert seen["frames"] <= seen["warm-up"]
+    # Warm-up streams (one per camera) and the two cameras' own: nothing piles up.
+    assert len(backend._streams) == 4

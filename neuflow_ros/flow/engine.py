@@ -257,18 +257,22 @@ class FlowEngine:
             plan = warm_up_calls(batch, settings, repeats=EAGER_CALLS_BEFORE_CAPTURE + 1)
         else:
             plan = [WarmUpCall(batch, backward, starting=batch)]
-        started = 0
-        newest: dict[int, tuple[tuple, np.ndarray]] = {}  # camera -> (stream name, newest frame)
+        newest: dict[int, np.ndarray] = {}  # camera -> the newest frame of its stream
         for call in plan:
             pairs = []
             for camera in range(call.cameras):
-                if camera < call.starting or camera not in newest:
-                    started += 1
-                    newest[camera] = ((_WARM_UP_STREAM, started), frames[0])
-                stream, previous = newest[camera]
+                kept = newest.get(camera)
+                previous = kept
+                if camera < call.starting or kept is None:
+                    # A stream (re)starts where a pair begins with a frame it did not
+                    # keep; one stream name per camera keeps the engine's memory of
+                    # streams as small as the real cameras will.
+                    previous = frames[1] if kept is frames[0] else frames[0]
                 current = frames[1] if previous is frames[0] else frames[0]
-                newest[camera] = (stream, current)
-                pairs.append(FramePair(previous, current, color_order, stream=stream))
+                newest[camera] = current
+                pairs.append(
+                    FramePair(previous, current, color_order, stream=(_WARM_UP_STREAM, camera))
+                )
             self.compute(pairs, backward=call.backward, output_grid=output_grid)
 
     def gpu_memory_bytes(self) -> int | None:
