@@ -73,7 +73,10 @@ class FrameUploader:
                 buffers.device.copy_(buffers.host, non_blocking=True)
                 buffers.copied.record(self._copy_stream)
             compute_stream.wait_event(buffers.copied)
-        images = buffers.device.permute(0, 3, 1, 2).float()
+        # NHWC uint8 to NCHW float in one copy, the layout the networks run in.
+        images = buffers.device.permute(0, 3, 1, 2).to(
+            torch.float32, memory_format=torch.contiguous_format
+        )
         if compute_stream is not None:
             buffers.consumed.record(compute_stream)
         images = _fit_to_grid(images, geometry)
