@@ -313,3 +313,20 @@ def test_grid_cache_drops_the_least_recently_used_size():
     cache.pixel_grid(16, 16, like)  # evicts 8x8, not 4x4
     assert cache.pixel_grid(4, 4, like) is first
     assert len(cache.tensors()) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_grids_built_during_a_capture_are_not_kept():
+    """Their memory holds values only once the graph replays (never, if the capture fails)."""
+    cache = GridCache()
+    like = torch.zeros(1, device="cuda")
+    cache.pixel_grid(8, 8, like)
+    graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        graph.capture_begin()
+        cache.pixel_grid(4, 4, like)
+        cache.pixel_grid(8, 8, like)
+        graph.capture_end()
+    torch.cuda.current_stream().wait_stream(stream)
+    assert [tuple(grid.shape) for grid in cache.tensors()] == [(2, 8, 8)]
