@@ -47,6 +47,10 @@ class FakeGraph:
             cuda.capturing += 1
             cuda.most_at_once = max(cuda.most_at_once, cuda.capturing)
         cuda.routing_to_pool = True
+        if cuda.begin_error is not None:  # torch routes the allocator first, then begins
+            with cuda.lock:
+                cuda.capturing -= 1
+            raise cuda.begin_error
         time.sleep(cuda.capture_seconds)
 
     def capture_end(self) -> None:
@@ -73,6 +77,7 @@ class FakeCuda:
         self.routing_to_pool = False
         self.invalidated = False
         self.end_error: Exception | None = None
+        self.begin_error: Exception | None = None
         self.replays = 0
         self.capturing = 0
         self.most_at_once = 0
@@ -164,6 +169,21 @@ def test_capture_end_failure_alone_is_contained_too(caplog):
     assert [stream.name for stream in cuda.stack] == ["default"]
     assert not cuda.routing_to_pool and len(cuda.released) == 1
     assert "previous error" in str(caplog.records[-1].exc_info[1])
+
+
+def test_capture_begin_failure_is_contained_too(caplog):
+    cuda = FakeCuda()
+    cuda.begin_error = RuntimeError("CUDA error: operation not supported")  # an old driver
+    graphs = EngineGraphs(DEVICE, logging.getLogger("engine"), cuda)
+    graphed = GraphedFunction(doubling(cuda), "encode", graphs)
+    tensor = torch.ones(3)
+    with caplog.at_level(logging.ERROR):
+        for result in [*call_until_captured(graphed, tensor), graphed(tensor)]:
+            torch.testing.assert_close(result, tensor * 2)
+    assert len(cuda.begins) == 1 and not graphs.enabled and graphed.capture_failures == 1
+    assert [stream.name for stream in cuda.stack] == ["default"]
+    assert not cuda.routing_to_pool and len(cuda.released) == 1
+    assert "not supported" in caplog.records[-1].getMessage()
 
 
 def test_a_python_error_in_a_clean_capture_leaves_the_pool_to_torch():

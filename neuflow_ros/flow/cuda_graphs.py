@@ -193,6 +193,7 @@ class EngineGraphs:
             function(*static_inputs)
             graph.capture_begin(pool=self._pool, capture_error_mode="thread_local")
         except Exception as error:
+            self._release_failed_capture()
             return None, error
         outputs, error = None, None
         try:
@@ -202,12 +203,16 @@ class EngineGraphs:
         try:
             graph.capture_end()
         except Exception as raised:
-            if self._cuda.end_allocating_to_pool(self._device, self._pool):
-                # Failed before the allocator heard of it, so also before torch
-                # could count the graph as captured: its pool reference is ours to drop.
-                self._cuda.release_pool(self._device, self._pool)
+            self._release_failed_capture()
             error = error or raised
         return (None, error) if error is not None else (outputs, None)
+
+    def _release_failed_capture(self) -> None:
+        """Undo what torch leaves behind when a capture fails between its start and end."""
+        if self._cuda.end_allocating_to_pool(self._device, self._pool):
+            # Failed before the allocator heard of the end, so also before torch
+            # counted the graph as captured: its pool reference is ours to drop.
+            self._cuda.release_pool(self._device, self._pool)
 
 
 class GraphedFunction:
