@@ -156,24 +156,16 @@ def test_failed_capture_is_contained_logged_once_and_never_retried(caplog):
     assert "not permitted when stream is capturing" in str(errors[0].exc_info[1])
 
 
-def test_capture_end_failure_alone_is_contained_too(caplog):
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ("begin", "CUDA error: operation not supported"),  # an old driver
+        ("end", "CUDA error: operation failed due to a previous error"),
+    ],
+)
+def test_capture_begin_or_end_failing_alone_is_contained_too(caplog, stage, message):
     cuda = FakeCuda()
-    cuda.end_error = RuntimeError("CUDA error: operation failed due to a previous error")
-    graphs = EngineGraphs(DEVICE, logging.getLogger("engine"), cuda)
-    graphed = GraphedFunction(doubling(cuda), "encode", graphs)
-    tensor = torch.ones(3)
-    with caplog.at_level(logging.ERROR):
-        for result in [*call_until_captured(graphed, tensor), graphed(tensor)]:
-            torch.testing.assert_close(result, tensor * 2)
-    assert len(cuda.begins) == 1 and not graphs.enabled
-    assert [stream.name for stream in cuda.stack] == ["default"]
-    assert not cuda.routing_to_pool and len(cuda.released) == 1
-    assert "previous error" in str(caplog.records[-1].exc_info[1])
-
-
-def test_capture_begin_failure_is_contained_too(caplog):
-    cuda = FakeCuda()
-    cuda.begin_error = RuntimeError("CUDA error: operation not supported")  # an old driver
+    setattr(cuda, f"{stage}_error", RuntimeError(message))
     graphs = EngineGraphs(DEVICE, logging.getLogger("engine"), cuda)
     graphed = GraphedFunction(doubling(cuda), "encode", graphs)
     tensor = torch.ones(3)
@@ -183,7 +175,7 @@ def test_capture_begin_failure_is_contained_too(caplog):
     assert len(cuda.begins) == 1 and not graphs.enabled and graphed.capture_failures == 1
     assert [stream.name for stream in cuda.stack] == ["default"]
     assert not cuda.routing_to_pool and len(cuda.released) == 1
-    assert "not supported" in caplog.records[-1].getMessage()
+    assert message in caplog.records[-1].getMessage()
 
 
 def test_a_python_error_in_a_clean_capture_leaves_the_pool_to_torch():
