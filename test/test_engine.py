@@ -153,6 +153,13 @@ def test_plan_geometry_pads_to_multiples_of_16_or_resizes():
     assert not plan_geometry(128, 96, (128, 96)).resized
 
 
+def test_engine_names_the_grid_that_batches_cameras_together():
+    native = FlowEngine(EngineConfig(backend="dis"))
+    assert native.batch_grid(130, 97) == native.batch_grid(144, 112) == (144, 112)
+    fixed = FlowEngine(EngineConfig(backend="dis", inference_size=(64, 48)))
+    assert fixed.batch_grid(130, 97) == fixed.batch_grid(640, 480) == (64, 48)
+
+
 def test_bounded_cache_reuses_and_evicts_least_recently_used():
     cache: BoundedCache[list] = BoundedCache(2)
     first = cache.get_or_create("a", list)

@@ -62,6 +62,11 @@ class FakeEngine:
         flow[..., 0] = float(pair.current[0, 0, 0]) - float(pair.previous[0, 0, 0])
         return FlowResult(forward=flow, backward=None, input_size=(width, height))
 
+    @staticmethod
+    def batch_grid(width, height):
+        """Sizes up to 16 px apart share a grid, as padding to multiples of 16 does."""
+        return -(-width // 16) * 16, -(-height // 16) * 16
+
     def warm_up(self, height, width, color_order, batch=1, backward=False, output_grid="input",
                 backward_may_change=False):
         self.warm_ups.append(
@@ -321,18 +326,19 @@ def test_warm_up_prepares_the_workload_the_settings_ask_for():
     assert engine.warm_ups == [(32, 24, "rgb", 1, True, "inference", True)]
 
 
-def test_warm_up_prepares_every_camera_count_of_a_size_once():
-    """Cameras of one size may be ready together: the engine must know how many there are,
-    or a two-camera batch is first met (on CUDA: captured) while frames wait."""
+def test_warm_up_prepares_every_camera_count_of_a_grid_once():
+    """Cameras on one network grid may be ready together: the engine must know how many
+    there are, or a two-camera batch is first met (on CUDA: captured) while frames wait."""
     engine = FakeEngine()
     run_worker(engine, [
         [frame("a", 1.0, 1)],
         [frame("a", 1.1, 2), frame("b", 1.1, 3)],
         [frame("c", 1.2, 4, width=48)],
-        [frame("a", 5.0, 5)],  # a gap restarts camera a: nothing new to prepare
+        [frame("d", 1.3, 5, width=30)],  # another size on a's grid: three cameras there
+        [frame("a", 5.0, 6)],  # a gap restarts camera a: nothing new to prepare
     ])
     assert [(width, batch) for width, _, _, batch, *_ in engine.warm_ups] == [
-        (32, 1), (32, 2), (48, 1)
+        (32, 1), (32, 2), (48, 1), (30, 3)
     ]
 
 

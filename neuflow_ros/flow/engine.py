@@ -23,7 +23,11 @@ import numpy as np
 
 from neuflow_ros.flow.dis_backend import DIS_PRESETS, DisBackend
 from neuflow_ros.flow.flow_types import COLOR_ORDERS, FlowResult, FrameError, FramePair, PendingFlow
-from neuflow_ros.flow.frame_geometry import check_output_grid, validate_inference_size
+from neuflow_ros.flow.frame_geometry import (
+    check_output_grid,
+    plan_geometry,
+    validate_inference_size,
+)
 from neuflow_ros.flow.warm_up_plan import WarmUpCall, warm_up_calls
 
 __all__ = [
@@ -274,6 +278,16 @@ class FlowEngine:
                     FramePair(previous, current, color_order, stream=(_WARM_UP_STREAM, camera))
                 )
             self.compute(pairs, backward=call.backward, output_grid=output_grid)
+
+    def batch_grid(self, width: int, height: int) -> tuple[int, int]:
+        """The network grid (width, height) frames of this size are computed on.
+
+        Pairs on one grid share a network pass whatever their input size and
+        colour order, so a caller preparing (``warm_up``) for several cameras
+        counts them per grid.
+        """
+        geometry = plan_geometry(width, height, self._config.inference_size)
+        return geometry.grid_width, geometry.grid_height
 
     def gpu_memory_bytes(self) -> int | None:
         """GPU memory PyTorch holds for this process, or None when running on the CPU."""

@@ -140,8 +140,10 @@ class FlowWorker:
         self.settings = settings or WorkerSettings()
         self._poll_interval_s = poll_interval_s
         self._streams: dict[Hashable, CameraStream[CameraFrame]] = {}
-        self._cameras_warmed_up: dict[tuple[int, int, str], set[str]] = {}
-        """Per frame size and colour order, the cameras the engine was prepared for."""
+        self._cameras_per_grid: dict[tuple[int, int], set[str]] = {}
+        """Per network grid, the cameras the engine was prepared for."""
+        self._layouts_warmed_up: set[tuple[int, int, str]] = set()
+        """Frame sizes and colour orders the engine was prepared for."""
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="neuflow-worker", daemon=True)
@@ -266,16 +268,19 @@ class FlowWorker:
     def _warm_up_for(self, frame: CameraFrame) -> None:
         """Prepare the engine for a new camera or frame size while that frame has no partner.
 
-        Cameras of one size may be ready together in any number, and backward
-        flow may be switched at run time: the engine prepares all of that, so
-        nothing is first met (on CUDA: captured) while frames wait.
+        Cameras on one network grid share a pass and may be ready together in
+        any number, and backward flow may be switched at run time: the engine
+        prepares all of that, so nothing is first met (on CUDA: captured)
+        while frames wait.
         """
-        cameras = self._cameras_warmed_up.setdefault(
-            (frame.width, frame.height, frame.color_order), set()
+        layout = (frame.width, frame.height, frame.color_order)
+        cameras = self._cameras_per_grid.setdefault(
+            self.engine.batch_grid(frame.width, frame.height), set()
         )
-        if frame.camera in cameras:
+        if frame.camera in cameras and layout in self._layouts_warmed_up:
             return
         cameras.add(frame.camera)
+        self._layouts_warmed_up.add(layout)
         try:
             settings = self.settings
             with self._engine_call("warm-up"):
