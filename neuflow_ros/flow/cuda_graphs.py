@@ -41,9 +41,9 @@ EAGER_CALLS_BEFORE_CAPTURE = 2
 """Eager calls per signature first: cuDNN autotuning and lazily built constants
 (coordinate grids) must be settled before recording."""
 MAX_GRAPHS = 8
-"""Per graphed function. The warm-up for N cameras of one size captures 2N encode
+"""Per graphed function. The warm-up for N cameras on one grid captures 2N encode
 signatures (1..2N images: streams continuing, partly or all starting) and 2N decode
-signatures (1..N cameras, backward off and on), so up to 4 cameras of one size keep
+signatures (1..N cameras, backward off and on), so up to 4 cameras on one grid keep
 all theirs; beyond that the least recently used are dropped and captured again when
 met. Graphs share the engine's pool, so each one kept costs only its input copies and
 outputs, not its intermediates."""

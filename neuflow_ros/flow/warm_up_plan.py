@@ -2,11 +2,12 @@
 
 On CUDA a graph is captured at a signature's third call; a signature first
 met mid-flight would cost a capture (and cuDNN autotuning) while frames wait.
-What decides a signature: how many cameras of one size are ready at once
-(1..cameras), how many of their streams start (both images of a pair go
-through the backbone) rather than continue (only the new one does), and
-whether backward flow is computed (the node may switch it at run time). The plan visits each
-combination's signatures ``repeats`` times, enough to get them captured.
+What decides a signature: how many cameras on one network grid are ready
+at once (1..cameras), how many of their streams start (both images of a
+pair go through the backbone) rather than continue (only the new one does),
+and whether backward flow is computed (the node may switch it at run time).
+The plan visits each combination's signatures ``repeats`` times, enough to
+get them captured.
 """
 
 from __future__ import annotations
