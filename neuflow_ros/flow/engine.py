@@ -242,12 +242,12 @@ class FlowEngine:
 
         The first calls for a shape allocate buffers and, on CUDA, let cuDNN
         choose its algorithms and record the CUDA graphs, which takes far
-        longer than a frame. ``batch`` is the number of cameras on this size's
-        network grid (``batch_grid``). With CUDA graphs every signature they can submit is
-        captured here (see warm_up_plan): 1..batch cameras ready at once,
-        stream starts and the steady state, and with ``backward_may_change``
-        the other backward setting too. Elsewhere one call starting
-        ``batch`` streams allocates what there is to allocate.
+        longer than a frame. ``batch`` is the number of cameras on this
+        size's network grid (``batch_grid``). With CUDA graphs every signature
+        they can submit is captured here (see warm_up_plan): 1..batch cameras
+        ready at once, streams starting, continuing or partly restarting, and
+        with ``backward_may_change`` the other backward setting too. Elsewhere
+        one call starting ``batch`` streams allocates what there is to allocate.
         """
         if color_order not in COLOR_ORDERS:
             raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
