@@ -12,6 +12,7 @@ import gc
 import itertools
 import logging
 import threading
+import time
 import weakref
 from dataclasses import replace
 
@@ -628,6 +629,22 @@ def test_cuda_warm_up_leaves_nothing_to_capture_or_allocate(checkpoints, version
     assert engine.gpu_memory_bytes() == reserved
     staging = backend._uploader._buffers
     assert all(entry.host.is_pinned() for entry in staging._entries.values())
+
+
+@CUDA
+def test_cuda_waiting_for_flow_does_not_spin_a_core(checkpoints):
+    """Blocking events: the thread waiting in result() sleeps while the GPU works."""
+    engine = FlowEngine(EngineConfig(backend="neuflow_v2", checkpoint=checkpoints["neuflow_v2"],
+                                     device="cuda", cuda_graphs=False, iters_s8=32))
+    pairs = [FramePair(*color_pair(seed, width=1280, height=720), "rgb") for seed in (70, 71)]
+    engine.warm_up(720, 1280, "rgb", batch=2, backward=True)
+    pending = engine.submit(pairs, backward=True)
+    waited, cpu = time.perf_counter(), time.thread_time()
+    pending.result()
+    waited, cpu = time.perf_counter() - waited, time.thread_time() - cpu
+    if waited < 0.05:  # the host copies of the result take some milliseconds of CPU
+        pytest.skip(f"the GPU finished within {waited * 1e3:.1f} ms: too little to wait for")
+    assert cpu < 0.5 * waited
 
 
 @CUDA
