@@ -1,4 +1,5 @@
-"""FlowWorker with a recording fake engine: pairing, batching, resets, failures."""
+"""FlowWorker with a recording fake engine: pairing, batching, resets, failures; and, with
+the real engine on the CPU, that its warm-up meets every signature the worker submits."""
 
 import threading
 import time
