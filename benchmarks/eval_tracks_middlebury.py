@@ -31,31 +31,45 @@ REPO = Path(__file__).resolve().parent.parent
 UNKNOWN_FLOW = 1e9
 
 
-def evaluate_sequence(folder: Path, engine: FlowEngine, config: TrackerConfig) -> dict:
+def read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """frame10 and frame11 (gray uint8) and the ground-truth flow10.flo of one Middlebury pair."""
     frames = [
         cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
         for name in ("frame10.png", "frame11.png")
     ]
     if any(frame is None for frame in frames):
         raise FileNotFoundError(f"{folder} lacks a readable frame10.png / frame11.png")
-    truth = read_flo(folder / "flow10.flo")
+    return frames[0], frames[1], read_flo(folder / "flow10.flo")
+
+
+def ground_truth_errors(truth: np.ndarray, origins: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """End-point errors of tracks moved from `origins` to `ends`, where the truth is known there.
+
+    A track whose bilinear footprint touches an unknown ground-truth pixel is
+    left out rather than scored against a made-up value.
+    """
+    origins = np.asarray(origins, dtype=np.float64)
+    known = np.all(np.abs(truth) < UNKNOWN_FLOW, axis=2).astype(np.float64)[..., None]
+    usable = sample_bilinear(known, origins)[:, 0] == 1.0
+    expected = sample_bilinear(np.where(known > 0, truth, 0.0), origins[usable])
+    measured = np.asarray(ends, dtype=np.float64)[usable] - origins[usable]
+    return np.linalg.norm(measured - expected, axis=1)
+
+
+def evaluate_sequence(folder: Path, engine: FlowEngine, config: TrackerConfig) -> dict:
+    first, second, truth = read_pair(folder)
     tracker = FeatureTracker(config)
-    start = tracker.update(frames[0], 0.0)
-    flow = engine.compute([FramePair(frames[0], frames[1], "mono")], backward=True)[0]
-    end = tracker.update(frames[1], 0.1, flow.forward, flow.backward)
+    start = tracker.update(first, 0.0)
+    flow = engine.compute([FramePair(first, second, "mono")], backward=True)[0]
+    end = tracker.update(second, 0.1, flow.forward, flow.backward)
 
     carried = end.ages == 2
-    origin = end.previous_positions[carried].astype(np.float64)
-    known = np.all(np.abs(truth) < UNKNOWN_FLOW, axis=2).astype(np.float64)[..., None]
-    usable = sample_bilinear(known, origin)[:, 0] == 1.0
-    expected = sample_bilinear(np.where(known > 0, truth, 0.0), origin[usable])
-    measured = end.positions[carried][usable] - origin[usable]
-    errors = np.linalg.norm(measured - expected, axis=1)
+    errors = ground_truth_errors(truth, end.previous_positions[carried], end.positions[carried])
     detected = len(start)
     counts = tracker.rejection_counts
     return {
         "sequence": folder.name,
-        "size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+        "size": [int(first.shape[1]), int(first.shape[0])],
         "tracks": detected,
         "survived": int(np.count_nonzero(carried)),
         "evaluated": int(errors.size),
