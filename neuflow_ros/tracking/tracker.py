@@ -68,6 +68,7 @@ class TrackerConfig:
     min_distance: float = 20.0
     quality_level: float = 0.01
     block_size: int = 7
+    detection_tile: int = 192
     border_margin: float = 4.0
     fb_threshold: float = 1.0
     ransac_enabled: bool = True
@@ -94,6 +95,10 @@ class TrackerConfig:
         _require(
             _is_int(self.block_size) and self.block_size >= 1,
             f"block_size must be an integer >= 1, got {self.block_size!r}",
+        )
+        _require(
+            _is_int(self.detection_tile) and self.detection_tile >= 16,
+            f"detection_tile must be an integer >= 16, got {self.detection_tile!r}",
         )
         _require(
             math.isfinite(self.border_margin) and self.border_margin >= 0.0,
@@ -197,9 +202,8 @@ def sample_bilinear(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     return top * (1.0 - wy) + bottom * wy
 
 
-def window_bias(
-    previous: np.ndarray, start: np.ndarray, flow: np.ndarray, window: int
-) -> np.ndarray:
+def window_bias(previous: np.ndarray, start: np.ndarray, jacobian: np.ndarray, window: int
+                ) -> np.ndarray:
     """Where translational Lucas-Kanade lands off the true motion of a window's centre -> (N, 2).
 
     LK moves the window as a whole, so it follows the gradient-weighted
@@ -208,50 +212,57 @@ def window_bias(
     hundredths of a pixel per frame, but the same each frame for the same
     texture, so it adds up along a track. To first order the miss is
     G^-1 sum_i g_i g_i^T K r_i, with g_i the image gradient at window pixel i,
-    r_i its offset from the centre, G = sum_i g_i g_i^T and K the Jacobian of
-    the flow (taken from the dense flow over the window's extent).
+    r_i its offset from the centre, G = sum_i g_i g_i^T and `jacobian` (N, 2, 2)
+    K the Jacobian of the flow (rows: flow components, columns: d/dx, d/dy).
+
+    K is constant over a window, so the sum is a combination of nine moments
+    per track, sum_i (g g^T)_i * {1, x_i, y_i}, which one matrix product
+    gives for all tracks at once.
     """
     count = start.shape[0]
     if count == 0:
         return np.empty((0, 2), dtype=np.float64)
     height, width = previous.shape
     half = window // 2
-    step = float(max(half, 1))
-    dx = np.array([step, 0.0])
-    dy = np.array([0.0, step])
-    jacobian = np.stack(
-        [
-            sample_bilinear(flow, start + dx) - sample_bilinear(flow, start - dx),
-            sample_bilinear(flow, start + dy) - sample_bilinear(flow, start - dy),
-        ],
-        axis=2,
-    ) / (2.0 * step)  # (N, 2 flow components, 2 derivative directions)
     centre = np.rint(start).astype(np.intp)
     span = np.arange(-half - 1, half + 2)
     rows = np.clip(centre[:, 1, None] + span, 0, height - 1)
     cols = np.clip(centre[:, 0, None] + span, 0, width - 1)
-    patch = previous[rows[:, :, None], cols[:, None, :]].astype(np.float64)
+    patch = previous[rows[:, :, None], cols[:, None, :]].astype(np.float32)
     gx = patch[:, 1:-1, 2:] - patch[:, 1:-1, :-2]
     gy = patch[:, 2:, 1:-1] - patch[:, :-2, 1:-1]
-    offsets = np.arange(-half, half + 1, dtype=np.float64)
-    rx = offsets[None, None, :] + (centre[:, 0] - start[:, 0])[:, None, None]
-    ry = offsets[None, :, None] + (centre[:, 1] - start[:, 1])[:, None, None]
-    # K r_i for every window pixel: (N, w, w) per flow component.
-    kx = jacobian[:, 0, 0, None, None] * rx + jacobian[:, 0, 1, None, None] * ry
-    ky = jacobian[:, 1, 0, None, None] * rx + jacobian[:, 1, 1, None, None] * ry
-    projected = gx * kx + gy * ky
-    moment = np.stack([np.sum(gx * projected, axis=(1, 2)), np.sum(gy * projected, axis=(1, 2))], 1)
-    gxx = np.sum(gx * gx, axis=(1, 2))
-    gxy = np.sum(gx * gy, axis=(1, 2))
-    gyy = np.sum(gy * gy, axis=(1, 2))
+    products = np.stack([gx * gx, gx * gy, gy * gy], axis=1).reshape(count, 3, -1)
+    offsets = np.arange(-half, half + 1, dtype=np.float32)
+    ones = np.ones(window * window, np.float32)
+    weights = np.stack([ones, np.tile(offsets, window), np.repeat(offsets, window)], axis=1)
+    moments = (products @ weights).astype(np.float64)  # (N, xx/xy/yy, 1/x/y)
+    plain = moments[:, :, 0]
+    # Offsets from the sub-pixel start, not from the integer window centre.
+    along_x = moments[:, :, 1] + (centre[:, 0] - start[:, 0])[:, None] * plain
+    along_y = moments[:, :, 2] + (centre[:, 1] - start[:, 1])[:, None] * plain
+    k = jacobian
+    xx, xy, yy = 0, 1, 2
+    moment_x = (k[:, 0, 0] * along_x[:, xx] + k[:, 0, 1] * along_y[:, xx]
+                + k[:, 1, 0] * along_x[:, xy] + k[:, 1, 1] * along_y[:, xy])
+    moment_y = (k[:, 0, 0] * along_x[:, xy] + k[:, 0, 1] * along_y[:, xy]
+                + k[:, 1, 0] * along_x[:, yy] + k[:, 1, 1] * along_y[:, yy])
+    gxx, gxy, gyy = plain[:, xx], plain[:, xy], plain[:, yy]
     determinant = gxx * gyy - gxy * gxy
     safe = determinant > 1e-9 * np.maximum(gxx + gyy, 1.0) ** 2
-    bias = np.zeros((count, 2))
     d = np.where(safe, determinant, 1.0)
-    bias[:, 0] = (gyy * moment[:, 0] - gxy * moment[:, 1]) / d
-    bias[:, 1] = (gxx * moment[:, 1] - gxy * moment[:, 0]) / d
+    bias = np.stack([(gyy * moment_x - gxy * moment_y) / d, (gxx * moment_y - gxy * moment_x) / d],
+                    axis=1)
     bias[~safe] = 0.0
     return bias
+
+
+def flow_jacobian(samples: np.ndarray, step: float) -> np.ndarray:
+    """(N, 2, 2) central-difference flow Jacobian from flow sampled at +dx, -dx, +dy, -dy.
+
+    `samples` is (4, N, 2): the flow at each track moved by `step` pixels in
+    those four directions.
+    """
+    return np.stack([samples[0] - samples[1], samples[2] - samples[3]], axis=2) / (2.0 * step)
 
 
 class FeatureTracker:
@@ -286,6 +297,7 @@ class FeatureTracker:
             min_distance=self._config.min_distance,
             block_size=self._config.block_size,
             border_margin=self._config.border_margin,
+            tile_size=self._config.detection_tile,
         )
         self._ids_allocator = _IdAllocator(self._config.id_limit)
         self._rejection_counts = dict.fromkeys(REJECTION_REASONS, 0)
@@ -420,10 +432,21 @@ class FeatureTracker:
         """Move tracks by the flow and reject; returns kept indices, new positions, fb errors."""
         image_shape = (gray.shape[0], gray.shape[1])
         start = self._positions
-        predicted = start + sample_bilinear(forward_flow, start)
+        count = start.shape[0]
+        refining = self._previous_gray is not None and self._can_refine(gray)
+        # One flow lookup for every point the update needs: the tracks and,
+        # when refining, the four probes of the flow's Jacobian around each.
+        probes = [start]
+        step = float(max(self._config.refine_window // 2, 1))
+        if refining:
+            probes += [start + offset for offset in ((step, 0.0), (-step, 0.0), (0.0, step),
+                                                     (0.0, -step))]
+        sampled = sample_bilinear(forward_flow, np.concatenate(probes)).reshape(-1, count, 2)
+        predicted = start + sampled[0]
         moved = predicted
-        if self._previous_gray is not None and self._can_refine(gray):
-            moved = self._refine(self._previous_gray, gray, start, predicted, forward_flow)
+        if refining:
+            jacobian = flow_jacobian(sampled[1:], step)
+            moved = self._refine(self._previous_gray, gray, start, predicted, jacobian)
         alive = np.all(np.isfinite(moved), axis=1)
         self._rejection_counts["non_finite"] += int(np.count_nonzero(~alive))
 
@@ -461,7 +484,7 @@ class FeatureTracker:
         gray: np.ndarray,
         start: np.ndarray,
         predicted: np.ndarray,
-        forward_flow: np.ndarray,
+        jacobian: np.ndarray,
     ) -> np.ndarray:
         """Lucas-Kanade refinement of the finite `predicted` positions; others stay as they are."""
         refined = predicted.copy()
@@ -487,7 +510,7 @@ class FeatureTracker:
         self._refinement_fallbacks["lk_failed"] += int(np.count_nonzero(~found))
         self._refinement_fallbacks["correction_limit"] += int(np.count_nonzero(found & ~accepted))
         chosen = candidates[accepted]
-        bias = window_bias(previous, start[chosen], forward_flow, window)
+        bias = window_bias(previous, start[chosen], jacobian[chosen], window)
         refined[chosen] = tracked[accepted] - bias
         return refined
 
