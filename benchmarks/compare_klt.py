@@ -16,8 +16,8 @@ Sequences: the robot frames in ../shared/data/robot_sequence, centre-cropped
 and scaled to 752x480 and 320x240, played forward and back (`--cycles`) for
 longer tracks, and a synthetic textured 752x480 sequence with known motion.
 
-    python benchmarks/compare_klt.py [--data ../shared/data] [--preset fast] [--no-backward]
-        [--block-size 3] [--quality-level 0.01] [--no-refine] ...
+    PYTHONPATH=. python benchmarks/compare_klt.py [--data ../shared/data] [--presets fast]
+        [--no-backward] [--block-size 3] [--quality-level 0.01] [--no-refine] ...
 
 Writes benchmarks/results/compare_klt.json and compare_klt.png and prints
 markdown tables.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -89,38 +90,74 @@ def synthetic_frames(width: int, height: int, count: int) -> list[np.ndarray]:
     return [sequence.frame(i)[..., 0] for i in range(count)]
 
 
+class NeuflowRun:
+    """DIS flow (one preset) + FeatureTracker over a sequence, timed per frame."""
+
+    def __init__(self, engine: FlowEngine, backward: bool, config: TrackerConfig) -> None:
+        self.engine = engine
+        self.backward = backward
+        self.tracker = FeatureTracker(config)
+        self.lifetimes = Lifetimes()
+        self.flow_ms: list[float] = []
+        self.tracker_ms: list[float] = []
+        self.counts: list[int] = []
+
+    def start(self, frame: np.ndarray) -> None:
+        tracks = self.tracker.update(frame, 0.0)
+        self.lifetimes.record(tracks.ids.astype(np.int64), tracks.ages)
+
+    def step(self, previous: np.ndarray, frame: np.ndarray, stamp: float) -> None:
+        started = time.perf_counter()
+        flow = self.engine.compute(
+            [FramePair(previous, frame, "mono")], backward=self.backward
+        )[0]
+        self.flow_ms.append((time.perf_counter() - started) * 1e3)
+        started = time.perf_counter()
+        tracks = self.tracker.update(frame, stamp, flow.forward, flow.backward)
+        self.tracker_ms.append((time.perf_counter() - started) * 1e3)
+        self.counts.append(len(tracks))
+        self.lifetimes.record(tracks.ids.astype(np.int64), tracks.ages)
+
+    def summary(self, klt_ms: float) -> dict:
+        tracker_ms = statistics.median(self.tracker_ms)
+        total_ms = statistics.median(
+            f + t for f, t in zip(self.flow_ms, self.tracker_ms, strict=True)
+        )
+        return {
+            "tracks_per_frame": statistics.fmean(self.counts),
+            "lifetime_frames": self.lifetimes.mean(),
+            "tracker_ms": tracker_ms,
+            "flow_ms": statistics.median(self.flow_ms),
+            "total_ms": total_ms,
+            "tracker_ratio": tracker_ms / klt_ms,
+            "total_ratio": total_ms / klt_ms,
+            "rejections": self.tracker.rejection_counts,
+        }
+
+
 def run_sequence(
-    frames: list[np.ndarray], engine: FlowEngine, backward: bool, tracker_config: TrackerConfig,
-    klt_config: KltConfig,
+    frames: list[np.ndarray], engines: dict[str, FlowEngine], backward: bool,
+    tracker_config: TrackerConfig, klt_config: KltConfig,
 ) -> dict:
-    """Both trackers over the frames, interleaved per frame; per-frame numbers from frame 1 on."""
+    """KLT and each DIS preset's front end, interleaved per frame; numbers from frame 1 on."""
     klt = KltFrontEnd(klt_config)
-    tracker = FeatureTracker(tracker_config)
-    klt_life, ours_life = Lifetimes(), Lifetimes()
-    klt_ms, flow_ms, tracker_ms, klt_counts, ours_counts = [], [], [], [], []
+    klt_life = Lifetimes()
+    klt_ms, klt_counts = [], []
+    runs = {preset: NeuflowRun(engine, backward, tracker_config)
+            for preset, engine in engines.items()}
     klt.update(frames[0])
-    tracks = tracker.update(frames[0], 0.0)
     klt_life.record(klt.ids, klt.ages)
-    ours_life.record(tracks.ids.astype(np.int64), tracks.ages)
+    for run in runs.values():
+        run.start(frames[0])
     for index in range(1, len(frames)):
         started = time.perf_counter()
         klt.update(frames[index])
         klt_ms.append((time.perf_counter() - started) * 1e3)
         klt_counts.append(klt.ids.size)
         klt_life.record(klt.ids, klt.ages)
-
-        started = time.perf_counter()
-        flow = engine.compute(
-            [FramePair(frames[index - 1], frames[index], "mono")], backward=backward
-        )[0]
-        flow_ms.append((time.perf_counter() - started) * 1e3)
-        started = time.perf_counter()
-        tracks = tracker.update(frames[index], index / FRAME_RATE, flow.forward, flow.backward)
-        tracker_ms.append((time.perf_counter() - started) * 1e3)
-        ours_counts.append(len(tracks))
-        ours_life.record(tracks.ids.astype(np.int64), tracks.ages)
+        for run in runs.values():
+            run.step(frames[index - 1], frames[index], index / FRAME_RATE)
     klt_median = statistics.median(klt_ms)
-    total = [f + t for f, t in zip(flow_ms, tracker_ms, strict=True)]
     return {
         "frames": len(frames),
         "size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
@@ -129,28 +166,27 @@ def run_sequence(
             "lifetime_frames": klt_life.mean(),
             "ms": klt_median,
         },
-        "neuflow": {
-            "tracks_per_frame": statistics.fmean(ours_counts),
-            "lifetime_frames": ours_life.mean(),
-            "tracker_ms": statistics.median(tracker_ms),
-            "flow_ms": statistics.median(flow_ms),
-            "total_ms": statistics.median(total),
-            "tracker_ratio": statistics.median(tracker_ms) / klt_median,
-            "total_ratio": statistics.median(total) / klt_median,
-            "rejections": tracker.rejection_counts,
-        },
+        "neuflow": {preset: run.summary(klt_median) for preset, run in runs.items()},
+    }
+
+
+def error_summary(errors: np.ndarray) -> dict:
+    return {
+        "tracks": int(errors.size),
+        "median_error_px": float(np.median(errors)),
+        "share_over_3px": float(np.mean(errors > ERROR_LIMIT_PX)),
     }
 
 
 def middlebury_accuracy(
-    root: Path, engine: FlowEngine, backward: bool, tracker_config: TrackerConfig,
+    root: Path, engines: dict[str, FlowEngine], backward: bool, tracker_config: TrackerConfig,
     klt_config: KltConfig,
 ) -> dict:
     """One frame step on every Middlebury pair; errors pooled over all pairs."""
     folders = sorted(p for p in root.iterdir() if (p / "flow10.flo").exists())
     if not folders:
         raise SystemExit(f"no Middlebury pairs with flow10.flo under {root}")
-    pooled: dict[str, list[np.ndarray]] = {"klt": [], "neuflow": []}
+    pooled: dict[str, list[np.ndarray]] = {"klt": [], **{preset: [] for preset in engines}}
     for folder in folders:
         first, second, truth = read_pair(folder)
         klt = KltFrontEnd(klt_config)
@@ -160,48 +196,46 @@ def middlebury_accuracy(
         pooled["klt"].append(
             ground_truth_errors(truth, klt.origins[carried], klt.points[carried])
         )
-
-        tracker = FeatureTracker(tracker_config)
-        tracker.update(first, 0.0)
-        flow = engine.compute([FramePair(first, second, "mono")], backward=backward)[0]
-        end = tracker.update(second, 0.1, flow.forward, flow.backward)
-        carried = end.ages == 2
-        pooled["neuflow"].append(
-            ground_truth_errors(truth, end.previous_positions[carried], end.positions[carried])
-        )
-    summary = {}
-    for name, parts in pooled.items():
-        errors = np.concatenate(parts)
-        summary[name] = {
-            "pairs": len(folders),
-            "tracks": int(errors.size),
-            "median_error_px": float(np.median(errors)),
-            "share_over_3px": float(np.mean(errors > ERROR_LIMIT_PX)),
-        }
-    return summary
+        for preset, engine in engines.items():
+            tracker = FeatureTracker(tracker_config)
+            tracker.update(first, 0.0)
+            flow = engine.compute([FramePair(first, second, "mono")], backward=backward)[0]
+            end = tracker.update(second, 0.1, flow.forward, flow.backward)
+            carried = end.ages == 2
+            pooled[preset].append(ground_truth_errors(
+                truth, end.previous_positions[carried], end.positions[carried]
+            ))
+    return {"pairs": len(folders),
+            **{name: error_summary(np.concatenate(parts)) for name, parts in pooled.items()}}
 
 
 def save_plot(sequences: dict[str, dict], path: Path) -> None:
-    """Per sequence: ms per frame (KLT, tracker alone, flow + tracker) and tracks per frame."""
+    """Per sequence: ms per frame (KLT; tracker + DIS flow per preset) and tracks per frame."""
     figure = Figure(figsize=(8, 3.2), dpi=80)
     timing, density = figure.subplots(1, 2)
     names = list(sequences)
+    presets = list(sequences[names[0]]["neuflow"])
+    width = 0.8 / (len(presets) + 1)
     x = np.arange(len(names))
-    klt = [sequences[n]["klt"]["ms"] for n in names]
-    tracker = [sequences[n]["neuflow"]["tracker_ms"] for n in names]
-    flow = [sequences[n]["neuflow"]["flow_ms"] for n in names]
-    timing.bar(x - 0.2, klt, 0.4, label="KLT front end", color="tab:gray")
-    timing.bar(x + 0.2, tracker, 0.4, label="neuflow tracker", color="tab:blue")
-    timing.bar(x + 0.2, flow, 0.4, bottom=tracker, label="+ DIS flow", color="tab:cyan")
+    timing.bar(x, [sequences[n]["klt"]["ms"] for n in names], width, label="KLT front end",
+               color="tab:gray")
+    density.bar(x, [sequences[n]["klt"]["tracks_per_frame"] for n in names], width,
+                label="KLT front end", color="tab:gray")
+    for offset, preset in enumerate(presets, start=1):
+        rows = [sequences[n]["neuflow"][preset] for n in names]
+        tracker = [row["tracker_ms"] for row in rows]
+        timing.bar(x + offset * width, tracker, width, label=f"tracker ({preset})",
+                   color=f"C{2 * offset - 2}")
+        timing.bar(x + offset * width, [row["flow_ms"] for row in rows], width, bottom=tracker,
+                   label=f"+ DIS {preset} flow", color=f"C{2 * offset - 1}", alpha=0.6)
+        density.bar(x + offset * width, [row["tracks_per_frame"] for row in rows], width,
+                    label=f"neuflow ({preset})", color=f"C{2 * offset - 2}")
     timing.set_ylabel("ms per frame (median)")
-    density.bar(x - 0.2, [sequences[n]["klt"]["tracks_per_frame"] for n in names], 0.4,
-                color="tab:gray", label="KLT front end")
-    density.bar(x + 0.2, [sequences[n]["neuflow"]["tracks_per_frame"] for n in names], 0.4,
-                color="tab:blue", label="neuflow")
     density.set_ylabel("tracks per frame (mean)")
     for axes in (timing, density):
-        axes.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=8)
-        axes.legend(fontsize=7)
+        axes.set_xticks(x + width * len(presets) / 2, [n.replace("_", "\n") for n in names],
+                        fontsize=8)
+        axes.legend(fontsize=6)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -216,17 +250,44 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cycles", type=int, default=3,
                         help="robot frames played forward and back this many times")
     parser.add_argument("--synthetic-frames", type=int, default=40)
-    parser.add_argument("--preset", default="fast", help="DIS preset")
+    parser.add_argument("--presets", nargs="+", default=["fast", "ultrafast"],
+                        help="DIS presets, each a front end of its own")
     parser.add_argument("--no-backward", action="store_true",
                         help="no backward flow (no forward-backward check)")
     parser.add_argument("--max-tracks", type=int, default=300)
     parser.add_argument("--min-distance", type=float, default=20.0)
     parser.add_argument("--block-size", type=int, default=defaults.block_size)
     parser.add_argument("--quality-level", type=float, default=defaults.quality_level)
+    parser.add_argument("--detection-tile", type=int, default=defaults.detection_tile)
+    parser.add_argument("--detection-interval", type=int, default=defaults.detection_interval)
     parser.add_argument("--no-refine", dest="refine", action="store_false",
                         default=defaults.refine)
     parser.add_argument("--refine", dest="refine", action="store_true")
     return parser.parse_args()
+
+
+def print_tables(sequences: dict[str, dict], accuracy: dict) -> None:
+    print("| sequence | DIS preset | tracks/frame KLT / ours | lifetime KLT / ours | KLT ms | "
+          "tracker ms (ratio) | flow ms | flow + tracker ms (ratio) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, row in sequences.items():
+        klt = row["klt"]
+        for preset, ours in row["neuflow"].items():
+            print(
+                f"| {name} | {preset} | {klt['tracks_per_frame']:.0f} / "
+                f"{ours['tracks_per_frame']:.0f} | {klt['lifetime_frames']:.1f} / "
+                f"{ours['lifetime_frames']:.1f} | {klt['ms']:.1f} | {ours['tracker_ms']:.1f} "
+                f"({ours['tracker_ratio']:.2f}x) | {ours['flow_ms']:.1f} | "
+                f"{ours['total_ms']:.1f} ({ours['total_ratio']:.2f}x) |"
+            )
+    print(f"\n| Middlebury ({accuracy['pairs']} pairs) | tracks | median error px | share > 3 px |")
+    print("|---|---|---|---|")
+    for name, row in accuracy.items():
+        if name == "pairs":
+            continue
+        label = "KLT" if name == "klt" else f"neuflow, DIS {name}"
+        print(f"| {label} | {row['tracks']} | {row['median_error_px']:.3f} | "
+              f"{row['share_over_3px']:.1%} |")
 
 
 def main() -> None:
@@ -234,10 +295,14 @@ def main() -> None:
     tracker_config = replace(
         TrackerConfig(), max_tracks=args.max_tracks, min_distance=args.min_distance,
         block_size=args.block_size, quality_level=args.quality_level, refine=args.refine,
+        detection_tile=args.detection_tile, detection_interval=args.detection_interval,
     )
     klt_config = KltConfig(max_tracks=args.max_tracks, min_distance=round(args.min_distance))
     backward = not args.no_backward
-    engine = FlowEngine(EngineConfig(backend="dis", dis_preset=args.preset, num_threads=1))
+    engines = {
+        preset: FlowEngine(EngineConfig(backend="dis", dis_preset=preset, num_threads=1))
+        for preset in args.presets
+    }
     robot = args.data / "robot_sequence"
     inputs = {
         "robot_752x480": robot_frames(robot, 752, 480, args.cycles),
@@ -245,37 +310,20 @@ def main() -> None:
         "synthetic_752x480": synthetic_frames(752, 480, args.synthetic_frames),
     }
     sequences = {
-        name: run_sequence(frames, engine, backward, tracker_config, klt_config)
+        name: run_sequence(frames, engines, backward, tracker_config, klt_config)
         for name, frames in inputs.items()
     }
     accuracy = middlebury_accuracy(
-        args.data / "middlebury", engine, backward, tracker_config, klt_config
+        args.data / "middlebury", engines, backward, tracker_config, klt_config
     )
-
-    flow_label = f"DIS {args.preset}" + ("" if backward else ", forward only")
-    print(f"{flow_label}; tracker {tracker_config}; 1 thread\n")
-    print("| sequence | frames | tracks/frame KLT / ours | lifetime KLT / ours | KLT ms | "
-          "tracker ms (ratio) | flow ms | flow + tracker ms (ratio) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, row in sequences.items():
-        klt, ours = row["klt"], row["neuflow"]
-        print(
-            f"| {name} | {row['frames']} | {klt['tracks_per_frame']:.0f} / "
-            f"{ours['tracks_per_frame']:.0f} | {klt['lifetime_frames']:.1f} / "
-            f"{ours['lifetime_frames']:.1f} | {klt['ms']:.1f} | {ours['tracker_ms']:.1f} "
-            f"({ours['tracker_ratio']:.2f}x) | {ours['flow_ms']:.1f} | {ours['total_ms']:.1f} "
-            f"({ours['total_ratio']:.2f}x) |"
-        )
-    print("\n| Middlebury (8 pairs) | tracks | median error px | share > 3 px |")
-    print("|---|---|---|---|")
-    for name, row in accuracy.items():
-        print(f"| {name} | {row['tracks']} | {row['median_error_px']:.3f} | "
-              f"{row['share_over_3px']:.1%} |")
+    print(f"DIS{'' if backward else ' forward only'}; tracker {tracker_config}; 1 thread\n")
+    print_tables(sequences, accuracy)
 
     args.output.mkdir(parents=True, exist_ok=True)
     report = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "flow": {"backend": "dis", "preset": args.preset, "backward": backward},
+        "flow": {"backend": "dis", "presets": args.presets, "backward": backward},
+        "malloc_environment": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "tracker": asdict(tracker_config),
         "klt": asdict(klt_config),
         "sequences": sequences,

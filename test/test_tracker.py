@@ -185,7 +185,9 @@ def test_forward_backward_rejects_inconsistent_backward_flow() -> None:
     assert np.all(surviving[right])
     assert tracker.rejection_counts["forward_backward"] == np.count_nonzero(left)
     carried = tracks.ages > 1
-    assert np.all(tracks.errors[carried] < 1e-3)
+    # Tracks that moved onto the seam sample both halves of the backward flow.
+    on_seam = (tracks.positions[:, 0] >= WIDTH // 2 - 1) & (tracks.positions[:, 0] <= WIDTH // 2)
+    assert np.all(tracks.errors[carried & ~on_seam] < 1e-3)
     assert np.all(np.isnan(tracks.errors[~carried]))
 
 

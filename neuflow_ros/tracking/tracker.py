@@ -62,13 +62,21 @@ class TrackerConfig:
     `refine_max_correction` means LK most likely locked onto other texture,
     so the flow prediction is kept (counted in `refinement_fallbacks`).
     Refinement needs uint8 frames; float32 frames are tracked by flow alone.
+
+    Detection: Shi-Tomasi corners with `block_size` x `block_size`
+    covariation windows (3 finds more corners on fine texture than 7, at
+    equal accuracy; benchmarks/compare_klt.py), searched per tile of about
+    `detection_tile` pixels (see corner_detection) on every
+    `detection_interval`-th frame; a larger interval saves detection time at
+    the cost of fewer tracks between passes.
     """
 
     max_tracks: int = 300
     min_distance: float = 20.0
     quality_level: float = 0.01
-    block_size: int = 7
+    block_size: int = 3
     detection_tile: int = 192
+    detection_interval: int = 1
     border_margin: float = 4.0
     fb_threshold: float = 1.0
     ransac_enabled: bool = True
@@ -99,6 +107,10 @@ class TrackerConfig:
         _require(
             _is_int(self.detection_tile) and self.detection_tile >= 16,
             f"detection_tile must be an integer >= 16, got {self.detection_tile!r}",
+        )
+        _require(
+            _is_int(self.detection_interval) and self.detection_interval >= 1,
+            f"detection_interval must be an integer >= 1, got {self.detection_interval!r}",
         )
         _require(
             math.isfinite(self.border_margin) and self.border_margin >= 0.0,
@@ -336,6 +348,7 @@ class FeatureTracker:
         self._image_shape: tuple[int, int] | None = None
         self._stamp: float | None = None
         self._previous_gray: np.ndarray | None = None
+        self._frames_until_detection = 0
 
     def update(
         self,
@@ -364,9 +377,7 @@ class FeatureTracker:
             previous_positions = previous_positions[keep]
             self._positions = positions
 
-        new_positions = detect_corners(
-            gray, self._config.max_tracks - self._ids.size, self._positions, self._detector_config
-        )
+        new_positions = self._detect(gray)
         new_ids = self._ids_allocator.allocate(new_positions.shape[0], self._ids)
         self._ids = np.concatenate([self._ids, new_ids])
         self._ages = np.concatenate([self._ages, np.ones(new_ids.size, dtype=np.uint32)])
@@ -378,6 +389,16 @@ class FeatureTracker:
         # A copy: callers may reuse their image buffer for the next frame.
         self._previous_gray = gray.copy() if self._can_refine(gray) else None
         return self._track_set(stamp, previous_stamp, previous_positions, errors, new_ids.size)
+
+    def _detect(self, gray: np.ndarray) -> np.ndarray:
+        """New corners on every `detection_interval`-th frame, and whenever no track is left."""
+        if self._frames_until_detection > 0 and self._ids.size > 0:
+            self._frames_until_detection -= 1
+            return np.empty((0, 2), dtype=np.float64)
+        self._frames_until_detection = self._config.detection_interval - 1
+        return detect_corners(
+            gray, self._config.max_tracks - self._ids.size, self._positions, self._detector_config
+        )
 
     def _validate(
         self,
