@@ -90,6 +90,7 @@ def test_defaults_give_one_unnamed_dis_camera():
     ({"inference_width": 320}, "inference_height"),
     ({"cameras": ["front", "9lives"]}, "cameras"),
     ({"cameras": ["a", "a"]}, "cameras"),
+    ({"tracking.detection_tile": 8}, "detection_tile"),
 ])
 def test_impossible_values_name_the_parameter(overrides, named):
     with pytest.raises(ConfigurationError, match=named.replace(".", r"\.")):

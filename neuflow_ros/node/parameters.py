@@ -159,8 +159,27 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         float_range=(1.0, 1000.0),
     ),
     ParameterSpec(
-        "tracking.quality_level", 0.01, "Shi-Tomasi quality relative to the best corner.",
+        "tracking.quality_level", 0.01,
+        "Shi-Tomasi quality relative to the best corner of the searched tile.",
         float_range=(0.0001, 1.0),
+    ),
+    ParameterSpec(
+        "tracking.block_size", 3,
+        "Shi-Tomasi covariation window (pixels, odd); 3 finds more corners on fine texture "
+        "than 7 at equal accuracy.",
+        integer_range=(1, 31),
+    ),
+    ParameterSpec(
+        "tracking.detection_tile", 192,
+        "New corners are searched tile by tile (tiles of about this many pixels), skipping "
+        "tiles full of tracks; small tiles keep the detector's buffers in cache.",
+        integer_range=(16, 8192),
+    ),
+    ParameterSpec(
+        "tracking.detection_interval", 1,
+        "Search new corners every n-th frame (1 = every frame); larger saves detection time "
+        "but leaves gaps unfilled between searches.",
+        integer_range=(1, 1000),
     ),
     ParameterSpec(
         "tracking.border_margin", 4.0, "Tracks closer than this to the image border die.",
@@ -374,6 +393,9 @@ def read_tracker_config(get: Callable[[str], Any]) -> TrackerConfig | None:
             max_tracks=get("tracking.max_tracks"),
             min_distance=get("tracking.min_distance"),
             quality_level=get("tracking.quality_level"),
+            block_size=get("tracking.block_size"),
+            detection_tile=get("tracking.detection_tile"),
+            detection_interval=get("tracking.detection_interval"),
             border_margin=get("tracking.border_margin"),
             fb_threshold=get("tracking.fb_threshold"),
             ransac_enabled=get("tracking.ransac"),
