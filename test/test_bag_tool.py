@@ -410,14 +410,19 @@ def test_flow_files_are_named_after_the_earlier_frame_of_their_pair(tmp_path, fl
     ]
 
 
-def test_video_gives_flo_files_near_the_known_motion(tmp_path):
-    video = tmp_path / "flight.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (WIDTH, HEIGHT))
+def write_video(path: Path) -> Path:
+    """FRAMES textured frames at 10 Hz as MJPG (skips the test where OpenCV cannot write it)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (WIDTH, HEIGHT))
     if not writer.isOpened():
         pytest.skip("this OpenCV build cannot write MJPG video")
     for index in range(FRAMES):
         writer.write(cv2.cvtColor(textured_frame(index), cv2.COLOR_RGB2BGR))
     writer.release()
+    return path
+
+
+def test_video_gives_flo_files_near_the_known_motion(tmp_path):
+    video = write_video(tmp_path / "flight.avi")
     output = tmp_path / "video_out"
     assert main([str(video), str(output), "--no-tracks", *FAST]) == 0
     with (output / "flow_index.csv").open() as file:
@@ -427,6 +432,60 @@ def test_video_gives_flo_files_near_the_known_motion(tmp_path):
     for row in index:
         flow = read_flo(output / row["flow_file"])
         np.testing.assert_allclose(np.median(interior(flow), axis=0), SHIFT, atol=0.25)
+
+
+@pytest.mark.parametrize("kind", ["folder", "video"])
+def test_no_flow_files_writes_only_the_tracks_and_the_index(tmp_path, kind):
+    if kind == "folder":
+        stamps = [FIRST_STAMP_NS + i * PERIOD_NS for i in range(FRAMES)]
+        source = write_frames_folder(tmp_path / "frames", stamps)
+    else:
+        stamps = [i * PERIOD_NS for i in range(FRAMES)]
+        source = write_video(tmp_path / "flight.avi")
+    output = tmp_path / "tracks_only"
+    assert main([str(source), str(output), "--no-flow-files", *FAST]) == 0
+    assert sorted(p.name for p in output.iterdir()) == ["flow_index.csv", "tracks.csv"]
+    with (output / "flow_index.csv").open() as file:
+        index = list(csv.DictReader(file))
+    assert [int(row["stamp_ns"]) for row in index] == stamps[1:]
+    assert {row["flow_file"] for row in index} == {""}
+    with (output / "tracks.csv").open() as file:
+        carried = [row for row in csv.DictReader(file) if int(row["age"]) > 1]
+    assert {int(row["stamp_ns"]) for row in carried} == set(stamps[1:])
+    moves = [(float(row["x"]) - float(row["previous_x"]),
+              float(row["y"]) - float(row["previous_y"])) for row in carried]
+    np.testing.assert_allclose(np.median(moves, axis=0), SHIFT, atol=0.3)
+
+
+def test_no_flow_files_is_refused_where_it_cannot_apply(raw_bag, tmp_path, capsys):
+    folder = write_frames_folder(tmp_path / "frames", [i * PERIOD_NS for i in range(2)])
+    runs = {
+        "bag": [str(raw_bag), str(tmp_path / "o1"), "--image-topic", IMAGE_TOPIC],
+        "nothing to write": [str(folder), str(tmp_path / "o2"), "--no-tracks"],
+    }
+    for expected, arguments in runs.items():
+        assert main([*arguments, "--no-flow-files", *FAST]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--no-flow-files" in err, err
+        assert "Traceback" not in err and ("bag" not in expected or "video input only" in err)
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_detector_options_reach_the_tracker(tmp_path, capsys):
+    stamps = [FIRST_STAMP_NS + i * PERIOD_NS for i in range(FRAMES)]
+    folder = write_frames_folder(tmp_path / "frames", stamps)
+    output = tmp_path / "interval"
+    assert main([str(folder), str(output), "--no-flow-files", "--detection-interval", "2",
+                 "--block-size", "5", "--detection-tile", "32", "--quality-level", "0.02",
+                 *FAST]) == 0
+    with (output / "tracks.csv").open() as file:
+        born = {int(row["stamp_ns"]) for row in csv.DictReader(file) if int(row["age"]) == 1}
+    # The first detection is on frame 0, which no row describes; then frames 2, 4, ...
+    assert born and born <= set(stamps[2::2]), sorted((s - stamps[0]) // PERIOD_NS for s in born)
+    capsys.readouterr()
+    assert main([str(folder), str(tmp_path / "bad"), "--detection-tile", "8", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "detection_tile" in err and len(err.splitlines()) == 1, err
 
 
 def test_a_corrupt_image_is_counted_and_restarts_the_flow(tmp_path, capsys):

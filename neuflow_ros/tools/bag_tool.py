@@ -6,7 +6,8 @@ tool processes every frame in order (nothing is dropped, unlike the live
 node) and writes a new bag with the original topics plus ``<prefix>/flow``,
 ``<prefix>/tracks`` and optionally ``<prefix>/flow_vis``, stamped like the
 images. A folder of images or a video file gives a folder of flow files
-(.flo or KITTI PNG), visualizations and a tracks CSV instead.
+(.flo or KITTI PNG), visualizations and a tracks CSV instead; with
+``--no-flow-files`` only the tracks CSV and the index.
 
 Exit codes: 0 done, 2 unusable input or options (one line on stderr),
 130 interrupted with Ctrl-C (the output holds what was done and is valid).
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "default for video: the rate the file declares)")
     files.add_argument("--flow-format", choices=tuple(FLOW_FORMATS), default="flo",
                        help="flow file format (default: %(default)s)")
+    files.add_argument("--no-flow-files", action="store_true",
+                       help="write no flow files, only tracks.csv and flow_index.csv "
+                       "(2.9 MB less per 752x480 frame)")
 
     engine = parser.add_argument_group("flow engine")
     engine.add_argument("--backend", choices=BACKENDS, default="dis",
@@ -103,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="minimum distance (px) between tracked features")
     output.add_argument("--fb-threshold", type=float, default=1.0,
                         help="forward-backward error (px) above which a track is dropped")
+    detector = TrackerConfig()
+    output.add_argument("--quality-level", type=float, default=detector.quality_level,
+                        help="Shi-Tomasi quality relative to the best corner of the searched "
+                        "tile (default: %(default)s)")
+    output.add_argument("--block-size", type=int, default=detector.block_size,
+                        help="Shi-Tomasi covariation window in pixels (default: %(default)s)")
+    output.add_argument("--detection-tile", type=int, default=detector.detection_tile,
+                        help="search new corners per tile of about this many pixels "
+                        "(default: %(default)s)")
+    output.add_argument("--detection-interval", type=int, default=detector.detection_interval,
+                        help="search new corners every n-th frame (default: %(default)s)")
     output.add_argument("--max-frame-gap", type=float, default=1.0,
                         help="seconds between frames above which flow restarts; 0 = no limit")
     output.add_argument("--start", type=float,
@@ -128,7 +143,10 @@ class _Run:
             try:
                 tracker = FeatureTracker(
                     TrackerConfig(max_tracks=args.max_tracks, min_distance=args.min_distance,
-                                  fb_threshold=args.fb_threshold)
+                                  fb_threshold=args.fb_threshold,
+                                  quality_level=args.quality_level, block_size=args.block_size,
+                                  detection_tile=args.detection_tile,
+                                  detection_interval=args.detection_interval)
                 )
             except ValueError as error:
                 raise ToolError(str(error)) from error
@@ -229,8 +247,10 @@ def _run_bag(args: argparse.Namespace, report: ProgressReport) -> int:
         raise ToolError(
             f"bag input needs the 'rosbags' Python package (pip install rosbags): {error}"
         ) from error
-    if args.fps is not None or args.flow_format != "flo":
-        raise ToolError("--fps and --flow-format apply to image folder and video input only")
+    if args.fps is not None or args.flow_format != "flo" or args.no_flow_files:
+        raise ToolError(
+            "--fps, --flow-format and --no-flow-files apply to image folder and video input only"
+        )
     try:
         source = BagInput(args.input, args.image_topic, args.camera_info_topic, args.start,
                           args.end)
@@ -253,6 +273,9 @@ def _run_bag(args: argparse.Namespace, report: ProgressReport) -> int:
 def _run_files(args: argparse.Namespace, kind: str, report: ProgressReport) -> int:
     if args.image_topic or args.camera_info_topic:
         raise ToolError("--image-topic and --camera-info-topic apply to bag input only")
+    if args.no_flow_files and args.no_tracks and not args.flow_vis:
+        raise ToolError("--no-flow-files with --no-tracks (and no --flow-vis) leaves nothing "
+                        "to write")
     try:
         source = ImageFolderSource(args.input, args.fps) if kind == "folder" else \
             VideoSource(args.input, args.fps)
@@ -262,7 +285,7 @@ def _run_files(args: argparse.Namespace, kind: str, report: ProgressReport) -> i
     _prepare_output(args.output, args.overwrite, INDEX_FILE)
     args.output.mkdir(parents=True)
     writer = FlowFolderWriter(args.output, args.flow_format, args.flow_vis,
-                              not args.no_tracks, run.vis_max)
+                              not args.no_tracks, run.vis_max, not args.no_flow_files)
     windowed = args.start is not None or args.end is not None
     report.start(None if windowed else source.frame_count or None)
     interrupted = False

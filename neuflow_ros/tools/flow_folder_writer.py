@@ -8,7 +8,9 @@ Layout of the output folder:
   2 -> 3), so files match ground truth by name;
 * ``flow_vis/<frame>.png`` with ``--flow-vis``, named the same way;
 * ``flow_index.csv``: one row per flow file with both frames' names and
-  stamps, so every file can be matched to its images without guessing;
+  stamps, so every file can be matched to its images without guessing
+  (``flow_file`` empty when flow files are off: a tracks-only run, where
+  2.9 MB of flow per 752x480 frame would be written for nothing);
 * ``tracks.csv``: one row per track and frame pair.
 """
 
@@ -46,14 +48,17 @@ class FlowFolderWriter:
     """Writes each frame pair's results into an output folder (layout in the module doc)."""
 
     def __init__(self, folder: Path, flow_format: str, flow_vis: bool, tracks: bool,
-                 vis_max_magnitude: float | None = None) -> None:
+                 vis_max_magnitude: float | None = None, flow_files: bool = True) -> None:
         if flow_format not in FLOW_FORMATS:
             raise ValueError(f"flow format must be one of {tuple(FLOW_FORMATS)}, "
                              f"got {flow_format!r}")
         self._folder = folder
         self._flow_format = flow_format
         self._vis_max_magnitude = vis_max_magnitude
-        (folder / "flow").mkdir(parents=True, exist_ok=True)
+        self._flow_files = flow_files
+        folder.mkdir(parents=True, exist_ok=True)
+        if flow_files:
+            (folder / "flow").mkdir(exist_ok=True)
         self._vis_dir = folder / "flow_vis" if flow_vis else None
         if self._vis_dir is not None:
             self._vis_dir.mkdir(exist_ok=True)
@@ -63,19 +68,22 @@ class FlowFolderWriter:
 
     def write(self, output: PairOutput) -> None:
         name = output.previous.name
-        flow_file = Path("flow") / f"{name}{FLOW_FORMATS[self._flow_format]}"
         flow = output.flow.forward
-        if self._flow_format == "flo":
-            write_flo(self._folder / flow_file, flow)
-        else:
-            write_kitti_flow(self._folder / flow_file, flow)
+        flow_file = ""
+        if self._flow_files:
+            path = Path("flow") / f"{name}{FLOW_FORMATS[self._flow_format]}"
+            if self._flow_format == "flo":
+                write_flo(self._folder / path, flow)
+            else:
+                write_kitti_flow(self._folder / path, flow)
+            flow_file = path.as_posix()
         if self._vis_dir is not None:
             rgb = flow_to_rgb(flow, self._vis_max_magnitude)
             path = self._vis_dir / f"{name}.png"
             if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
                 raise OSError(f"could not write {path}")
         previous_stamp, stamp = output.previous.stamp_ns, output.current.stamp_ns
-        self._index.writerow([flow_file.as_posix(), name, output.current.name,
+        self._index.writerow([flow_file, name, output.current.name,
                               previous_stamp, stamp])
         if self._tracks is not None and output.tracks is not None:
             self._write_tracks(output, previous_stamp, stamp)
