@@ -84,7 +84,7 @@ class TrackerConfig:
     ransac_confidence: float = 0.99
     id_limit: int | None = None
     refine: bool = True
-    refine_window: int = 15
+    refine_window: int = 11
     refine_max_correction: float = 2.0
 
     def __post_init__(self) -> None:
