@@ -17,7 +17,7 @@ and scaled to 752x480 and 320x240, played forward and back (`--cycles`) for
 longer tracks, and a synthetic textured 752x480 sequence with known motion.
 
     PYTHONPATH=. python benchmarks/compare_klt.py [--data ../shared/data] [--presets fast]
-        [--no-backward] [--block-size 3] [--quality-level 0.01] [--no-refine] ...
+        [--no-forward-backward] [--block-size 3] [--quality-level 0.01] [--no-refine] ...
 
 Writes benchmarks/results/compare_klt.json and compare_klt.png and prints
 markdown tables.
@@ -252,8 +252,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--synthetic-frames", type=int, default=40)
     parser.add_argument("--presets", nargs="+", default=["fast", "ultrafast"],
                         help="DIS presets, each a front end of its own")
-    parser.add_argument("--no-backward", action="store_true",
-                        help="no backward flow (no forward-backward check)")
+    parser.add_argument("--forward-backward", dest="forward_backward", action="store_true",
+                        default=defaults.forward_backward,
+                        help="compute the backward flow for the forward-backward check")
+    parser.add_argument("--no-forward-backward", dest="forward_backward",
+                        action="store_false")
+    parser.add_argument("--residual-ratio", type=float, default=defaults.residual_ratio)
     parser.add_argument("--max-tracks", type=int, default=300)
     parser.add_argument("--min-distance", type=float, default=20.0)
     parser.add_argument("--block-size", type=int, default=defaults.block_size)
@@ -296,9 +300,10 @@ def main() -> None:
         TrackerConfig(), max_tracks=args.max_tracks, min_distance=args.min_distance,
         block_size=args.block_size, quality_level=args.quality_level, refine=args.refine,
         detection_tile=args.detection_tile, detection_interval=args.detection_interval,
+        forward_backward=args.forward_backward, residual_ratio=args.residual_ratio,
     )
     klt_config = KltConfig(max_tracks=args.max_tracks, min_distance=round(args.min_distance))
-    backward = not args.no_backward
+    backward = tracker_config.forward_backward
     engines = {
         preset: FlowEngine(EngineConfig(backend="dis", dis_preset=preset, num_threads=1))
         for preset in args.presets

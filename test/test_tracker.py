@@ -164,7 +164,9 @@ def test_velocity_is_displacement_over_stamp_difference() -> None:
 
 
 def test_forward_backward_rejects_inconsistent_backward_flow() -> None:
-    tracker = FeatureTracker(TrackerConfig(**FLOW_ONLY, ransac_enabled=False))
+    tracker = FeatureTracker(
+        TrackerConfig(**FLOW_ONLY, ransac_enabled=False, forward_backward=True)
+    )
     image = textured_image()
     start = tracker.update(image, 0.0)
     shift = np.array([0.6, 0.4])
@@ -189,6 +191,17 @@ def test_forward_backward_rejects_inconsistent_backward_flow() -> None:
     on_seam = (tracks.positions[:, 0] >= WIDTH // 2 - 1) & (tracks.positions[:, 0] <= WIDTH // 2)
     assert np.all(tracks.errors[carried & ~on_seam] < 1e-3)
     assert np.all(np.isnan(tracks.errors[~carried]))
+
+
+def test_backward_flow_is_ignored_without_forward_backward() -> None:
+    tracker = FeatureTracker(TrackerConfig(**FLOW_ONLY, ransac_enabled=False))
+    image = textured_image()
+    start = tracker.update(image, 0.0)
+    forward = homography_flow(translation(0.6, 0.4))
+    tracks = tracker.update(image, 0.1, forward, forward + 5.0)  # wildly inconsistent
+    assert tracker.rejection_counts["forward_backward"] == 0
+    assert np.isin(start.ids, tracks.ids).mean() > 0.9
+    assert np.all(np.isnan(tracks.errors))
 
 
 def test_border_and_non_finite_rejection() -> None:
@@ -398,6 +411,37 @@ def test_lucas_kanade_failure_keeps_flow_prediction() -> None:
     np.testing.assert_allclose(tracks.positions[carried], expected, atol=1e-4)
     # Every track was looked for, also those the border check dropped afterwards.
     assert tracker.refinement_fallbacks["lk_failed"] - failed_before == len(before)
+
+
+def test_photometric_check_rejects_changed_content_but_not_a_brightness_change() -> None:
+    base, moved = shifted_pair(SHIFT)
+    flow = homography_flow(translation(*SHIFT))
+    # A 40x40 square of the new frame shows other texture (an occluder).
+    square = (slice(40, 80), slice(60, 100))
+    occluded = moved.copy()
+    occluded[square] = textured_image(seed=5)[square]
+    tracker = FeatureTracker(TrackerConfig(**DENSE, ransac_enabled=False))
+    start = tracker.update(base, 0.0)
+    tracks = tracker.update(occluded, 0.1, flow)
+    window = tracker.config.refine_window
+    x, y = start.positions[:, 0] + SHIFT[0], start.positions[:, 1] + SHIFT[1]
+    # Windows wholly inside the square, or wholly clear of it.
+    inside = (x >= 60 + window / 2) & (x <= 99 - window / 2)
+    inside &= (y >= 40 + window / 2) & (y <= 79 - window / 2)
+    clear = (x < 60 - window / 2) | (x > 99 + window / 2) | (y < 40 - window / 2)
+    clear |= y > 79 + window / 2
+    clear &= (x > 6) & (x < WIDTH - 7) & (y > 6) & (y < HEIGHT - 7)
+    survived = np.isin(start.ids, tracks.ids)
+    assert np.count_nonzero(inside) >= 2 and not survived[inside].any()
+    assert survived[clear].mean() > 0.95
+    assert tracker.rejection_counts["photometric"] >= np.count_nonzero(inside)
+
+    # The same motion 30 gray levels brighter: every residual grows alike.
+    brighter = np.clip(moved.astype(np.int16) + 30, 0, 255).astype(np.uint8)
+    tracker = FeatureTracker(TrackerConfig(**DENSE, ransac_enabled=False))
+    tracker.update(base, 0.0)
+    tracker.update(brighter, 0.1, flow)
+    assert tracker.rejection_counts["photometric"] == 0
 
 
 def test_id_limit_wraps_without_colliding_with_live_ids() -> None:

@@ -195,7 +195,7 @@ class FlowPipeline:
         self._keep_all = not runtime.drop_frames
         self._worker_settings = WorkerSettings(
             runtime.max_frame_gap_s, runtime.publish_resolution,
-            backward=settings.tracking is not None,
+            backward=settings.tracking is not None and settings.tracking.forward_backward,
         )
         self._vis_max_magnitude = runtime.flow_vis_max_magnitude
         self._warnings = WarningThrottle(WARNING_PERIOD_S)

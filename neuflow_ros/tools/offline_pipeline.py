@@ -95,7 +95,8 @@ class OfflineFlowPipeline:
             pair = FramePair(
                 previous_image.pixels, image.pixels, image.color_order, stream=_STREAM
             )
-            (result,) = self._engine.compute([pair], backward=self._tracker is not None)
+            backward = self._tracker is not None and self._tracker.config.forward_backward
+            (result,) = self._engine.compute([pair], backward=backward)
             tracks = None
             if self._tracker is not None:
                 tracks = self._update_tracker(image, frame.stamp_ns, result)

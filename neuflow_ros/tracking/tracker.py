@@ -18,7 +18,7 @@ import numpy as np
 from neuflow_ros.tracking.camera_model import CameraModel
 from neuflow_ros.tracking.corner_detection import CornerDetectorConfig, detect_corners
 
-REJECTION_REASONS = ("non_finite", "border", "forward_backward", "epipolar")
+REJECTION_REASONS = ("non_finite", "border", "forward_backward", "photometric", "epipolar")
 
 # Why a track's flow prediction was kept instead of its Lucas-Kanade refinement.
 REFINEMENT_FALLBACKS = ("lk_failed", "correction_limit")
@@ -29,6 +29,11 @@ _REFINE_PYRAMID_LEVEL = 1
 # Stop once an LK step is below 0.01 px: far below the accuracy a track needs,
 # reached in a handful of iterations from a good prediction.
 _REFINE_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
+
+# Residual floor (gray levels) of the photometric check: on noise-free
+# frames the median residual is near 0, and a multiple of 0 would reject
+# every track that is not pixel-perfect; uint8 rounding alone gives ~0.3.
+_MIN_RESIDUAL = 1.0
 
 # Fewer correspondences leave the 8-point fundamental matrix undetermined.
 _MIN_RANSAC_TRACKS = 8
@@ -63,6 +68,19 @@ class TrackerConfig:
     so the flow prediction is kept (counted in `refinement_fallbacks`).
     Refinement needs uint8 frames; float32 frames are tracked by flow alone.
 
+    `residual_ratio`: with refinement, reject a track whose residual (mean
+    absolute gray-level difference between its window in the previous frame
+    and at its new position, as LK reports it) exceeds this multiple of the
+    median residual of the frame's tracks; 0 = off. Relative to the median
+    so that a global brightness change does not reject every track. On the
+    Middlebury pairs it rejects the > 3 px errors better than the
+    forward-backward check, and it needs no backward flow.
+
+    `forward_backward`: check each track with the backward flow (round trip
+    within `fb_threshold`). The pipelines compute the backward flow, which
+    costs a second flow computation, only when this is set; without it the
+    tracker ignores a backward flow it is given.
+
     Detection: Shi-Tomasi corners with `block_size` x `block_size`
     covariation windows (3 finds more corners on fine texture than 7, at
     equal accuracy; benchmarks/compare_klt.py), searched per tile of about
@@ -78,7 +96,9 @@ class TrackerConfig:
     detection_tile: int = 192
     detection_interval: int = 1
     border_margin: float = 4.0
+    forward_backward: bool = False
     fb_threshold: float = 1.0
+    residual_ratio: float = 2.0
     ransac_enabled: bool = True
     ransac_threshold: float = 1.0
     ransac_confidence: float = 0.99
@@ -119,6 +139,14 @@ class TrackerConfig:
         _require(
             math.isfinite(self.fb_threshold) and self.fb_threshold > 0.0,
             f"fb_threshold must be finite and > 0, got {self.fb_threshold!r}",
+        )
+        _require(
+            isinstance(self.forward_backward, bool),
+            f"forward_backward must be a bool, got {self.forward_backward!r}",
+        )
+        _require(
+            math.isfinite(self.residual_ratio) and self.residual_ratio >= 0.0,
+            f"residual_ratio must be finite and >= 0 (0 = off), got {self.residual_ratio!r}",
         )
         _require(
             math.isfinite(self.ransac_threshold) and self.ransac_threshold > 0.0,
@@ -268,6 +296,26 @@ def window_bias(previous: np.ndarray, start: np.ndarray, jacobian: np.ndarray, w
     return bias
 
 
+def patch_residuals(
+    previous: np.ndarray, gray: np.ndarray, start: np.ndarray, end: np.ndarray, window: int
+) -> np.ndarray:
+    """Mean absolute gray-level difference of `window`-square patches at start and end -> (N,).
+
+    The measure OpenCV's Lucas-Kanade reports as its error, computed here
+    for tracks whose LK result was not used, so that the photometric check
+    judges every refined-or-predicted position alike.
+    """
+    count = start.shape[0]
+    if count == 0:
+        return np.empty(0, dtype=np.float64)
+    half = window // 2
+    offsets = np.stack(np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1)),
+                       axis=-1).reshape(-1, 2)
+    before = sample_bilinear(previous[..., None], (start[:, None, :] + offsets).reshape(-1, 2))
+    after = sample_bilinear(gray[..., None], (end[:, None, :] + offsets).reshape(-1, 2))
+    return np.abs(before - after).reshape(count, -1).mean(axis=1)
+
+
 def flow_jacobian(samples: np.ndarray, step: float) -> np.ndarray:
     """(N, 2, 2) central-difference flow Jacobian from flow sampled at +dx, -dx, +dy, -dy.
 
@@ -291,12 +339,13 @@ class FeatureTracker:
 
     Per update, every track is first moved by the forward flow and, with
     `config.refine`, polished by Lucas-Kanade against the previous frame.
-    Then it is rejected (counted in `rejection_counts`) when the
-    flow at it is non-finite, when it leaves the image minus `border_margin`,
-    when its forward-backward error exceeds `fb_threshold` (only with a
-    backward flow), or when it is an outlier to the RANSAC fundamental
-    matrix of all tracks (epipolar check, undistorted pixels when a camera
-    model is set). Then new corners fill the gaps up to `max_tracks`.
+    Then it is rejected (counted in `rejection_counts`) when the flow at it
+    is non-finite, when it leaves the image minus `border_margin`, when its
+    patch residual is an outlier (`residual_ratio`, with refinement), when
+    its forward-backward error exceeds `fb_threshold` (only with
+    `forward_backward` and a backward flow), or when it is an outlier to the
+    RANSAC fundamental matrix of all tracks (epipolar check, undistorted
+    pixels when a camera model is set). Then new corners fill the gaps up to `max_tracks`.
     """
 
     def __init__(
@@ -465,9 +514,12 @@ class FeatureTracker:
         sampled = sample_bilinear(forward_flow, np.concatenate(probes)).reshape(-1, count, 2)
         predicted = start + sampled[0]
         moved = predicted
+        residuals = np.full(count, np.nan)
         if refining:
             jacobian = flow_jacobian(sampled[1:], step)
-            moved = self._refine(self._previous_gray, gray, start, predicted, jacobian)
+            moved, residuals = self._refine(
+                self._previous_gray, gray, start, predicted, jacobian
+            )
         alive = np.all(np.isfinite(moved), axis=1)
         self._rejection_counts["non_finite"] += int(np.count_nonzero(~alive))
 
@@ -475,8 +527,11 @@ class FeatureTracker:
         self._rejection_counts["border"] += int(np.count_nonzero(alive & ~inside))
         alive &= inside
 
+        if self._config.residual_ratio > 0.0:
+            alive &= self._photometric_consistent(residuals, alive)
+
         errors = np.full(start.shape[0], np.nan)
-        if backward_flow is not None:
+        if backward_flow is not None and self._config.forward_backward:
             candidates = np.flatnonzero(alive)
             # The flow's own round trip (forward vector at the start, backward
             # vector at the refined end): a refinement that fixes a smoothed
@@ -499,6 +554,18 @@ class FeatureTracker:
         keep = np.flatnonzero(alive)
         return keep, moved[keep], errors[keep]
 
+    def _photometric_consistent(self, residuals: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """False for live tracks whose residual is an outlier among this frame's."""
+        checked = alive & np.isfinite(residuals)
+        if not checked.any():
+            return np.ones(residuals.shape[0], dtype=bool)
+        limit = self._config.residual_ratio * max(
+            float(np.median(residuals[checked])), _MIN_RESIDUAL
+        )
+        outliers = checked & (residuals > limit)
+        self._rejection_counts["photometric"] += int(np.count_nonzero(outliers))
+        return ~outliers
+
     def _refine(
         self,
         previous: np.ndarray,
@@ -506,15 +573,21 @@ class FeatureTracker:
         start: np.ndarray,
         predicted: np.ndarray,
         jacobian: np.ndarray,
-    ) -> np.ndarray:
-        """Lucas-Kanade refinement of the finite `predicted` positions; others stay as they are."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Lucas-Kanade refinement of the finite `predicted` positions; others stay as they are.
+
+        Also returns each track's residual: LK's own where its result was
+        used, else that of the patch at the flow prediction (NaN for
+        non-finite predictions).
+        """
         refined = predicted.copy()
+        residuals = np.full(predicted.shape[0], np.nan)
         candidates = np.flatnonzero(np.all(np.isfinite(predicted), axis=1))
         if candidates.size == 0:
-            return refined
+            return refined, residuals
         initial = predicted[candidates].astype(np.float32).reshape(-1, 1, 2)
         window = self._config.refine_window
-        tracked, status, _ = cv2.calcOpticalFlowPyrLK(
+        tracked, status, lk_errors = cv2.calcOpticalFlowPyrLK(
             previous,
             gray,
             start[candidates].astype(np.float32).reshape(-1, 1, 2),
@@ -533,7 +606,10 @@ class FeatureTracker:
         chosen = candidates[accepted]
         bias = window_bias(previous, start[chosen], jacobian[chosen], window)
         refined[chosen] = tracked[accepted] - bias
-        return refined
+        residuals[chosen] = lk_errors.reshape(-1)[accepted]
+        kept = candidates[~accepted]
+        residuals[kept] = patch_residuals(previous, gray, start[kept], predicted[kept], window)
+        return refined, residuals
 
     def _inside_border(self, points: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
         height, width = image_shape
