@@ -455,6 +455,8 @@ def test_no_flow_files_writes_only_the_tracks_and_the_index(tmp_path, kind):
     moves = [(float(row["x"]) - float(row["previous_x"]),
               float(row["y"]) - float(row["previous_y"])) for row in carried]
     np.testing.assert_allclose(np.median(moves, axis=0), SHIFT, atol=0.3)
+    # No backward flow by default, so no forward-backward error.
+    assert {row["error"] for row in carried} == {"nan"}
 
 
 def test_no_flow_files_is_refused_where_it_cannot_apply(raw_bag, tmp_path, capsys):
@@ -477,9 +479,12 @@ def test_detector_options_reach_the_tracker(tmp_path, capsys):
     output = tmp_path / "interval"
     assert main([str(folder), str(output), "--no-flow-files", "--detection-interval", "2",
                  "--block-size", "5", "--detection-tile", "32", "--quality-level", "0.02",
-                 *FAST]) == 0
+                 "--forward-backward", "--residual-ratio", "3", *FAST]) == 0
     with (output / "tracks.csv").open() as file:
-        born = {int(row["stamp_ns"]) for row in csv.DictReader(file) if int(row["age"]) == 1}
+        rows = list(csv.DictReader(file))
+    born = {int(row["stamp_ns"]) for row in rows if int(row["age"]) == 1}
+    errors = [float(row["error"]) for row in rows if int(row["age"]) > 1]
+    assert errors and all(0.0 <= error <= 1.0 for error in errors), errors
     # The first detection is on frame 0, which no row describes; then frames 2, 4, ...
     assert born and born <= set(stamps[2::2]), sorted((s - stamps[0]) // PERIOD_NS for s in born)
     capsys.readouterr()

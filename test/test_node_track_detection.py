@@ -1,13 +1,16 @@
-"""The corner-detection parameters of the real node over DDS: declared, taken, in effect.
+"""The detector and check parameters of the real node over DDS: declared, taken, in effect.
 
-A user tunes `tracking.block_size`, `tracking.detection_tile` and
-`tracking.detection_interval` in a params file and checks them with
+A user tunes `tracking.block_size`, `tracking.detection_tile`,
+`tracking.detection_interval`, `tracking.forward_backward` and
+`tracking.residual_ratio` in a params file and checks them with
 `ros2 param get/describe`; the tracks on ~/tracks must then follow them. The
 camera sees a texture sliding right by a whole pixel step per frame, so tracks
 leave the image every frame and leave gaps that only a detection pass fills.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 from neuflow_ros.msg import TrackArray
@@ -31,11 +34,19 @@ SETTINGS = {
     "tracking.block_size": 5,
     "tracking.detection_tile": 48,
     "tracking.detection_interval": INTERVAL,
+    "tracking.forward_backward": True,
+    "tracking.residual_ratio": 3.0,
 }
 DECLARED_RANGES = {
     "tracking.block_size": (1, 31),
     "tracking.detection_tile": (16, 8192),
     "tracking.detection_interval": (1, 1000),
+    "tracking.residual_ratio": (0.0, 100.0),
+}
+VALUE_FIELDS = {
+    ParameterType.PARAMETER_INTEGER: "integer_value",
+    ParameterType.PARAMETER_DOUBLE: "double_value",
+    ParameterType.PARAMETER_BOOL: "bool_value",
 }
 
 
@@ -68,18 +79,22 @@ def test_node_reports_the_values_it_was_given_and_their_ranges(run):
     values = harness.call(
         GetParameters, f"{node.fqn}/get_parameters", GetParameters.Request(names=names)
     ).values
-    assert [value.type for value in values] == [ParameterType.PARAMETER_INTEGER] * len(names)
-    assert {name: value.integer_value for name, value in zip(names, values, strict=True)} == (
-        SETTINGS
-    )
+    reported = {
+        name: getattr(value, VALUE_FIELDS[value.type])
+        for name, value in zip(names, values, strict=True)
+    }
+    assert reported == SETTINGS
+    assert all(type(reported[name]) is type(SETTINGS[name]) for name in names), reported
     descriptors = harness.call(
         DescribeParameters, f"{node.fqn}/describe_parameters",
         DescribeParameters.Request(names=names),
     ).descriptors
     for descriptor in descriptors:
         assert descriptor.read_only, descriptor.name
-        declared = (descriptor.integer_range[0].from_value, descriptor.integer_range[0].to_value)
-        assert declared == DECLARED_RANGES[descriptor.name]
+        ranges = list(descriptor.integer_range) + list(descriptor.floating_point_range)
+        declared = tuple((r.from_value, r.to_value) for r in ranges)
+        expected = DECLARED_RANGES.get(descriptor.name)
+        assert declared == (() if expected is None else (expected,)), descriptor.name
 
 
 def test_new_tracks_appear_only_on_every_interval_th_frame(run):
@@ -95,3 +110,11 @@ def test_new_tracks_appear_only_on_every_interval_th_frame(run):
     # Tracks slide out on the right, so every search has gaps to fill.
     on_frames = [new for frame, new in new_per_frame.items() if frame % INTERVAL == 0]
     assert all(new > 0 for new in on_frames), new_per_frame
+
+
+def test_forward_backward_on_gives_every_carried_track_its_round_trip_error(run):
+    _, _, received = run
+    carried = [track for message in received for track in message.tracks if track.age > 1]
+    assert carried
+    # The error is NaN unless the node computed the backward flow.
+    assert all(math.isfinite(track.error) and track.error <= 1.0 for track in carried)

@@ -148,8 +148,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "tracking.enabled", True,
-        "Publish sparse feature tracks (~/tracks, ~/tracks_vis); also computes the backward "
-        "flow for the forward-backward check.",
+        "Publish sparse feature tracks (~/tracks, ~/tracks_vis).",
     ),
     ParameterSpec(
         "tracking.max_tracks", 300, "Most live tracks per camera.", integer_range=(1, 10000),
@@ -186,9 +185,23 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         float_range=(0.0, 1000.0),
     ),
     ParameterSpec(
+        "tracking.forward_backward", False,
+        "Also compute the backward flow (a second flow computation per frame) and reject "
+        "tracks whose round trip misses by more than fb_threshold. Off by default: the "
+        "photometric check rejects wrong tracks better; turn on with tracking.refine false.",
+    ),
+    ParameterSpec(
         "tracking.fb_threshold", 1.0,
-        "Forward-backward error (pixels) above which a track is rejected.",
+        "Forward-backward error (pixels) above which a track is rejected (with "
+        "tracking.forward_backward).",
         float_range=(0.01, 1000.0),
+    ),
+    ParameterSpec(
+        "tracking.residual_ratio", 2.0,
+        "With tracking.refine: reject a track whose patch residual (mean absolute gray-level "
+        "difference to its window in the previous frame) exceeds this multiple of the "
+        "frame's median; 0 = off.",
+        float_range=(0.0, 100.0),
     ),
     ParameterSpec(
         "tracking.ransac", True, "Reject tracks inconsistent with the epipolar geometry.",
@@ -397,7 +410,9 @@ def read_tracker_config(get: Callable[[str], Any]) -> TrackerConfig | None:
             detection_tile=get("tracking.detection_tile"),
             detection_interval=get("tracking.detection_interval"),
             border_margin=get("tracking.border_margin"),
+            forward_backward=get("tracking.forward_backward"),
             fb_threshold=get("tracking.fb_threshold"),
+            residual_ratio=get("tracking.residual_ratio"),
             ransac_enabled=get("tracking.ransac"),
             ransac_threshold=get("tracking.ransac_threshold"),
             refine=get("tracking.refine"),

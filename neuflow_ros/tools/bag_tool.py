@@ -106,8 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--min-distance", type=float, default=20.0,
                         help="minimum distance (px) between tracked features")
     output.add_argument("--fb-threshold", type=float, default=1.0,
-                        help="forward-backward error (px) above which a track is dropped")
+                        help="forward-backward error (px) above which a track is dropped "
+                        "(with --forward-backward)")
     detector = TrackerConfig()
+    output.add_argument("--forward-backward", action="store_true",
+                        help="also compute the backward flow and drop tracks failing the "
+                        "forward-backward check (a second flow computation per frame)")
+    output.add_argument("--residual-ratio", type=float, default=detector.residual_ratio,
+                        help="drop tracks whose patch residual exceeds this multiple of the "
+                        "frame's median; 0 = off (default: %(default)s)")
     output.add_argument("--quality-level", type=float, default=detector.quality_level,
                         help="Shi-Tomasi quality relative to the best corner of the searched "
                         "tile (default: %(default)s)")
@@ -144,6 +151,8 @@ class _Run:
                 tracker = FeatureTracker(
                     TrackerConfig(max_tracks=args.max_tracks, min_distance=args.min_distance,
                                   fb_threshold=args.fb_threshold,
+                                  forward_backward=args.forward_backward,
+                                  residual_ratio=args.residual_ratio,
                                   quality_level=args.quality_level, block_size=args.block_size,
                                   detection_tile=args.detection_tile,
                                   detection_interval=args.detection_interval)
