@@ -247,9 +247,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--plot", type=Path,
                         help="also save the plot here (e.g. benchmarks/figures/...png)")
-    parser.add_argument("--cycles", type=int, default=3,
+    parser.add_argument("--cycles", type=int, default=7,
                         help="robot frames played forward and back this many times")
-    parser.add_argument("--synthetic-frames", type=int, default=40)
+    parser.add_argument("--synthetic-frames", type=int, default=60)
     parser.add_argument("--presets", nargs="+", default=["fast", "ultrafast"],
                         help="DIS presets, each a front end of its own")
     parser.add_argument("--forward-backward", dest="forward_backward", action="store_true",
