@@ -296,6 +296,7 @@ def print_tables(sequences: dict[str, dict], accuracy: dict) -> None:
 
 def main() -> None:
     args = parse_args()
+    load_at_start = os.getloadavg()[0]
     tracker_config = replace(
         TrackerConfig(), max_tracks=args.max_tracks, min_distance=args.min_distance,
         block_size=args.block_size, quality_level=args.quality_level, refine=args.refine,
@@ -321,13 +322,16 @@ def main() -> None:
     accuracy = middlebury_accuracy(
         args.data / "middlebury", engines, backward, tracker_config, klt_config
     )
-    print(f"DIS{'' if backward else ' forward only'}; tracker {tracker_config}; 1 thread\n")
+    print(f"DIS{'' if backward else ' forward only'}; tracker {tracker_config}; 1 thread; "
+          f"load average at start {load_at_start:.1f} on {os.cpu_count()} CPUs\n")
     print_tables(sequences, accuracy)
 
     args.output.mkdir(parents=True, exist_ok=True)
     report = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "flow": {"backend": "dis", "presets": args.presets, "backward": backward},
+        "load_average_at_start": load_at_start,
+        "cpus": os.cpu_count(),
         "malloc_environment": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "tracker": asdict(tracker_config),
         "klt": asdict(klt_config),
