@@ -118,7 +118,13 @@ class NeuflowRun:
         self.counts.append(len(tracks))
         self.lifetimes.record(tracks.ids.astype(np.int64), tracks.ages)
 
-    def summary(self, klt_ms: float) -> dict:
+    def summary(self, klt_ms: list[float]) -> dict:
+        """Medians, and ratios to KLT as the median of per-frame ratios.
+
+        Both trackers ran on the same frame moments apart, so a per-frame
+        ratio cancels the slow swings of a shared machine's load that make
+        the medians of each alone drift between runs.
+        """
         tracker_ms = statistics.median(self.tracker_ms)
         total_ms = statistics.median(
             f + t for f, t in zip(self.flow_ms, self.tracker_ms, strict=True)
@@ -129,8 +135,12 @@ class NeuflowRun:
             "tracker_ms": tracker_ms,
             "flow_ms": statistics.median(self.flow_ms),
             "total_ms": total_ms,
-            "tracker_ratio": tracker_ms / klt_ms,
-            "total_ratio": total_ms / klt_ms,
+            "tracker_ratio": statistics.median(
+                t / k for t, k in zip(self.tracker_ms, klt_ms, strict=True)
+            ),
+            "total_ratio": statistics.median(
+                (f + t) / k for f, t, k in zip(self.flow_ms, self.tracker_ms, klt_ms, strict=True)
+            ),
             "rejections": self.tracker.rejection_counts,
         }
 
@@ -166,7 +176,7 @@ def run_sequence(
             "lifetime_frames": klt_life.mean(),
             "ms": klt_median,
         },
-        "neuflow": {preset: run.summary(klt_median) for preset, run in runs.items()},
+        "neuflow": {preset: run.summary(klt_ms) for preset, run in runs.items()},
     }
 
 
