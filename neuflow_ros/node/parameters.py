@@ -197,7 +197,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         float_range=(0.01, 1000.0),
     ),
     ParameterSpec(
-        "tracking.residual_ratio", 2.0,
+        "tracking.residual_ratio", 2.5,
         "With tracking.refine: reject a track whose patch residual (mean absolute gray-level "
         "difference to its window in the previous frame) exceeds this multiple of the "
         "frame's median; 0 = off.",

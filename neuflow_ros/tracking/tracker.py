@@ -98,7 +98,7 @@ class TrackerConfig:
     border_margin: float = 4.0
     forward_backward: bool = False
     fb_threshold: float = 1.0
-    residual_ratio: float = 2.0
+    residual_ratio: float = 2.5
     ransac_enabled: bool = True
     ransac_threshold: float = 1.0
     ransac_confidence: float = 0.99
