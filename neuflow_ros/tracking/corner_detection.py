@@ -9,8 +9,11 @@ detecting.
 Detection runs tile by tile (`tile_size`) and skips tiles with no free
 pixel. Besides not looking where tracks already are, this is much faster
 than one call on the whole image: OpenCV's corner response of a 752x480
-image works on float buffers larger than a CPU's L2 cache, and measured 5-20x
-slower per pixel than on a 188x160 tile. Tiles overlap by the response's
+image works on float buffers of several MB, which miss the cache and which
+glibc hands back to the OS after each call, so every call page-faults them
+afresh (with glibc's trim and mmap thresholds raised, one whole-image call
+took 1.0 ms instead of 3.9-7.6 ms here); measured per pixel, the whole image
+was 5-12x slower than 188x160 tiles. Tiles overlap by the response's
 support, so every pixel's response is the one the whole image would give;
 corners found in one tile mask their disc before the next tile is searched,
 so `min_distance` holds across tile seams.
