@@ -242,8 +242,9 @@ def sample_bilinear(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     return top * (1.0 - wy) + bottom * wy
 
 
-def window_bias(previous: np.ndarray, start: np.ndarray, jacobian: np.ndarray, window: int
-                ) -> np.ndarray:
+def window_bias(
+    previous: np.ndarray, start: np.ndarray, jacobian: np.ndarray, window: int
+) -> np.ndarray:
     """Where translational Lucas-Kanade lands off the true motion of a window's centre -> (N, 2).
 
     LK moves the window as a whole, so it follows the gradient-weighted
@@ -252,8 +253,8 @@ def window_bias(previous: np.ndarray, start: np.ndarray, jacobian: np.ndarray, w
     hundredths of a pixel per frame, but the same each frame for the same
     texture, so it adds up along a track. To first order the miss is
     G^-1 sum_i g_i g_i^T K r_i, with g_i the image gradient at window pixel i,
-    r_i its offset from the centre, G = sum_i g_i g_i^T and `jacobian` (N, 2, 2)
-    K the Jacobian of the flow (rows: flow components, columns: d/dx, d/dy).
+    r_i its offset from the centre, G = sum_i g_i g_i^T and K the flow's
+    Jacobian (`jacobian`, (N, 2, 2): rows flow components, columns d/dx, d/dy).
 
     K is constant over a window, so the sum is a combination of nine moments
     per track, sum_i (g g^T)_i * {1, x_i, y_i}, which one matrix product
@@ -345,7 +346,8 @@ class FeatureTracker:
     its forward-backward error exceeds `fb_threshold` (only with
     `forward_backward` and a backward flow), or when it is an outlier to the
     RANSAC fundamental matrix of all tracks (epipolar check, undistorted
-    pixels when a camera model is set). Then new corners fill the gaps up to `max_tracks`.
+    pixels when a camera model is set). Then new corners fill the gaps up to
+    `max_tracks`.
     """
 
     def __init__(
