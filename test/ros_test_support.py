@@ -26,6 +26,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.srv import ChangeState, GetState
 from polling import poll_until
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import SetParametersResult
@@ -307,6 +308,17 @@ class DiagnosticsWatcher:
             lambda r: name in r and r[name][2].get("engine state") == "ready", timeout_s
         )
         return report.get(name, (0, "", {}))[2].get("engine state") == "ready"
+
+
+def change_state(harness: RosHarness, node: NodeProcess, transition_id: int) -> bool:
+    """Ask a lifecycle node for one transition (lifecycle_msgs Transition id); True on success."""
+    request = ChangeState.Request()
+    request.transition.id = transition_id
+    return harness.call(ChangeState, f"{node.fqn}/change_state", request).success
+
+
+def lifecycle_state(harness: RosHarness, node: NodeProcess) -> str:
+    return harness.call(GetState, f"{node.fqn}/get_state", GetState.Request()).current_state.label
 
 
 def flow_array(msg: Any) -> np.ndarray:

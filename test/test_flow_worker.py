@@ -14,6 +14,7 @@ from neuflow_ros.flow.flow_types import FlowResult, PendingFlow
 from neuflow_ros.node.camera_stream import ResetReason
 from neuflow_ros.node.flow_worker import CameraFrame, FlowWorker, WorkerSettings
 from neuflow_ros.node.frame_mailbox import FrameMailbox
+from neuflow_ros.node.worker_thread import WorkerThread
 
 SECOND = 1_000_000_000
 
@@ -396,3 +397,63 @@ def test_warm_up_covers_every_signature_the_worker_submits(tmp_path):
     assert seen["frames"] <= seen["warm-up"]
     # Warm-up streams (one per camera) and the two cameras' own: nothing piles up.
     assert len(backend._streams) == 4
+
+
+def test_stop_during_an_engine_call_returns_at_its_deadline_and_drops_the_batch():
+    """A CPU compute cannot be interrupted: stop must not wait for it, nor publish its result."""
+    engine = FakeEngine(hold_results=threading.Event())
+    recorder = Recorder()
+    mailbox = FrameMailbox()
+    worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, poll_interval_s=0.01)
+    worker.start()
+    assert recorder.ready.wait(5.0)
+    for stamp_s in (1.0, 1.1):
+        mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
+        wait_for(lambda: mailbox.pending() == 0)
+    wait_for(lambda: ("result", 1) in engine.log)
+    started = time.monotonic()
+    assert not worker.stop(0.1)
+    assert time.monotonic() - started < 1.0
+    assert worker.alive
+    engine.hold_results.set()
+    wait_for(lambda: not worker.alive)
+    assert recorder.flows == []
+    assert ("inference", 1) in recorder.events  # the call did finish; only publishing was dropped
+
+
+def test_workers_of_successive_activations_run_on_one_thread_one_after_another():
+    """One thread (one malloc arena) for every activation; a stuck loop delays the next one."""
+    thread = WorkerThread()
+    engine = FakeEngine(hold_results=threading.Event())
+    threads = []
+
+    def factory():
+        threads.append(threading.get_ident())
+        return engine
+
+    first, second = Recorder(), Recorder()
+    mailbox = FrameMailbox()
+    worker = FlowWorker(factory, mailbox, first.sink, first, poll_interval_s=0.01, thread=thread)
+    worker.start()
+    assert first.ready.wait(5.0)
+    for stamp_s in (1.0, 1.1):
+        mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
+        wait_for(lambda: mailbox.pending() == 0)
+    wait_for(lambda: ("result", 1) in engine.log)
+    assert not worker.stop(0.05)
+
+    mailbox = FrameMailbox()
+    next_worker = FlowWorker(factory, mailbox, second.sink, second, poll_interval_s=0.01,
+                             thread=thread)
+    next_worker.start()
+    assert not second.ready.wait(0.2), "two loops ran the engine at once"
+    engine.hold_results.set()
+    assert second.ready.wait(5.0)
+    for stamp_s in (2.0, 2.1):
+        mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
+        wait_for(lambda: mailbox.pending() == 0)
+    wait_for(lambda: len(second.flows) == 1)
+    assert next_worker.stop(2.0)
+    assert first.flows == []
+    assert len(threads) == 2
+    assert threads[0] == threads[1] != threading.get_ident()

@@ -14,15 +14,15 @@ import itertools
 
 import numpy as np
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState, GetState
 from neuflow_ros.msg import OpticalFlow
 from polling import poll_until
 from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
-    RosHarness,
+    change_state,
     flow_array,
     flow_for,
+    lifecycle_state,
     prime_flow,
     rgb_msg,
     send_processed,
@@ -34,16 +34,6 @@ EXECUTABLE = "neuflow_lifecycle_node"
 SHIFT = (1.0, 0.5)
 """The translation prime_flow sends between the frames of a pair."""
 WIDTH, HEIGHT = 128, 96
-
-
-def _change(harness: RosHarness, node: NodeProcess, transition_id: int) -> bool:
-    request = ChangeState.Request()
-    request.transition.id = transition_id
-    return harness.call(ChangeState, f"{node.fqn}/change_state", request).success
-
-
-def _state(harness: RosHarness, node: NodeProcess) -> str:
-    return harness.call(GetState, f"{node.fqn}/get_state", GetState.Request()).current_state.label
 
 
 def _assert_translation(message: OpticalFlow) -> None:
@@ -59,11 +49,11 @@ def test_transitions_switch_the_flow_on_and_off(harness, tmp_path):
         flows = harness.collect(OpticalFlow, node.topic("flow"))
         camera = harness.publisher(Image, node.input_topic("image"), reliable=True)
         watcher = DiagnosticsWatcher(harness, node.fqn)
-        assert _state(harness, node) == "unconfigured", node.output()
+        assert lifecycle_state(harness, node) == "unconfigured", node.output()
         assert camera.get_subscription_count() == 0, "subscribed before activation"
 
-        assert _change(harness, node, Transition.TRANSITION_CONFIGURE), node.output()
-        assert _state(harness, node) == "inactive"
+        assert change_state(harness, node, Transition.TRANSITION_CONFIGURE), node.output()
+        assert lifecycle_state(harness, node) == "inactive"
         watcher.wait_until(lambda _: watcher.engine()[2].get("engine state") == "inactive", 10.0)
         level, _, values = watcher.engine()
         assert values.get("engine state") == "inactive", node.output()
@@ -71,8 +61,8 @@ def test_transitions_switch_the_flow_on_and_off(harness, tmp_path):
         assert harness.wait_for_publishers(node.topic("flow")), node.output()
 
         for _ in range(2):  # a second activation must work without configuring again
-            assert _change(harness, node, Transition.TRANSITION_ACTIVATE), node.output()
-            assert _state(harness, node) == "active"
+            assert change_state(harness, node, Transition.TRANSITION_ACTIVATE), node.output()
+            assert lifecycle_state(harness, node) == "active"
             assert poll_until(lambda: camera.get_subscription_count() > 0), node.output()
             prime_flow(flows, camera, stamps, node, (WIDTH, HEIGHT))
             # A pair whose first frame the worker has taken: no drop can pair it otherwise.
@@ -83,20 +73,20 @@ def test_transitions_switch_the_flow_on_and_off(harness, tmp_path):
             assert received is not None, node.output()
             _assert_translation(received)
 
-            assert _change(harness, node, Transition.TRANSITION_DEACTIVATE), node.output()
-            assert _state(harness, node) == "inactive"
+            assert change_state(harness, node, Transition.TRANSITION_DEACTIVATE), node.output()
+            assert lifecycle_state(harness, node) == "inactive"
             assert poll_until(lambda: camera.get_subscription_count() == 0), node.output()
             first, second = next(stamps), next(stamps)
             camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT), first))
             camera.publish(rgb_msg(textured_image(WIDTH, HEIGHT, SHIFT), second))
             assert flow_for(flows, second, timeout_s=1.0) is None, "flow while inactive"
 
-        assert _change(harness, node, Transition.TRANSITION_CLEANUP), node.output()
-        assert _state(harness, node) == "unconfigured"
+        assert change_state(harness, node, Transition.TRANSITION_CLEANUP), node.output()
+        assert lifecycle_state(harness, node) == "unconfigured"
         assert poll_until(lambda: harness.node.count_publishers(node.topic("flow")) == 0), \
             "publishers outlive cleanup"
 
-        assert _change(harness, node, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+        assert change_state(harness, node, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
         code = node.wait_exit(5.0)
         output = node.output()
         assert code == 0, output
@@ -113,8 +103,8 @@ def test_configure_fails_cleanly_when_the_engine_cannot_load(harness, tmp_path):
         executable=EXECUTABLE,
     )
     try:
-        assert not _change(harness, node, Transition.TRANSITION_CONFIGURE), node.output()
-        assert _state(harness, node) == "unconfigured"
+        assert not change_state(harness, node, Transition.TRANSITION_CONFIGURE), node.output()
+        assert lifecycle_state(harness, node) == "unconfigured"
         output = node.output()
         assert "missing.pth" in output, output
         assert "Traceback" not in output, output
@@ -129,9 +119,9 @@ def test_configure_reports_a_mistyped_override(harness, tmp_path):
                        executable=EXECUTABLE)
     report = "'tracking.max_track' is not a parameter of this node"
     try:
-        assert _state(harness, node) == "unconfigured", node.output()
+        assert lifecycle_state(harness, node) == "unconfigured", node.output()
         assert report not in node.output()
-        assert _change(harness, node, Transition.TRANSITION_CONFIGURE), node.output()
+        assert change_state(harness, node, Transition.TRANSITION_CONFIGURE), node.output()
         assert poll_until(lambda: report in node.output(), 5.0), node.output()
         (line,) = [line for line in node.output().splitlines() if report in line]
         assert "[WARN]" in line and "'tracking.max_tracks'" in line, line

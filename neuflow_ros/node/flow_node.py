@@ -35,11 +35,14 @@ from .pipeline import (
     hint_at_fastdds_profile,
     runtime_parameter_callback,
 )
+from .process_exit import exit_without_teardown
 from .unknown_overrides import report_unknown_overrides
+from .worker_thread import WorkerThread
 
 NODE_NAME = "neuflow"
-SHUTDOWN_TIMEOUT_S = 1.5
-"""The worker gets this long to finish its batch; the node must exit within 2 s."""
+SHUTDOWN_TIMEOUT_S = 1.0
+"""How long stopping waits for the worker to leave its engine call; the process must end
+within 3 s of a signal, and the rest of the teardown takes a few tenths of a second."""
 
 
 class NeuFlowNode(Node):
@@ -51,8 +54,10 @@ class NeuFlowNode(Node):
         report_unknown_overrides(self)
         self.settings: NodeSettings = read_settings(lambda name: self.get_parameter(name).value)
         engine_config_from(self.settings)  # fails start-up now on impossible engine settings
+        self._worker_thread = WorkerThread()
         self.pipeline = FlowPipeline(
-            self, self.settings, lambda: create_node_engine(self, self.settings)
+            self, self.settings, lambda: create_node_engine(self, self.settings),
+            self._worker_thread,
         )
         self.add_on_set_parameters_callback(
             runtime_parameter_callback(self, lambda: self.pipeline)
@@ -79,12 +84,16 @@ class NeuFlowNode(Node):
         )
         return 1
 
-    def shutdown(self) -> None:
-        """Stop the worker; it gets SHUTDOWN_TIMEOUT_S to finish the batch in hand."""
-        if not self.pipeline.stop(SHUTDOWN_TIMEOUT_S):
+    def shutdown(self) -> bool:
+        """Stop the worker (dropping its batch in hand); False if it is still in an engine call."""
+        stopped = self.pipeline.stop(SHUTDOWN_TIMEOUT_S)
+        self._worker_thread.close()
+        if not stopped:
             self.get_logger().warning(
-                f"flow worker still busy after {SHUTDOWN_TIMEOUT_S} s; exiting without it"
+                f"flow worker still inside an engine call after {SHUTDOWN_TIMEOUT_S} s; "
+                "exiting without it"
             )
+        return stopped
 
 
 def _init_without_rclpy_signal_handlers(args: list[str] | None) -> bool:
@@ -108,8 +117,8 @@ class StoppableNode(Protocol):
     def exit_code(self) -> int | None:
         """None while the node should keep running, else the process exit code."""
 
-    def shutdown(self) -> None:
-        """Stop the worker before the node is destroyed."""
+    def shutdown(self) -> bool:
+        """Stop the worker before the node is destroyed; False if it is still in an engine call."""
 
     def destroy_node(self) -> None: ...
 
@@ -118,6 +127,9 @@ def run_node(create_node: Callable[[], StoppableNode], args: list[str] | None) -
     """Spin a node until Ctrl-C / SIGTERM or until it has an exit code; stop it cleanly.
 
     An impossible parameter ends start-up with one fatal line and exit code 1.
+    When the worker is still inside an engine call after the node has shut
+    down, the process ends through exit_without_teardown: tearing the
+    interpreter down around that call would abort it.
     """
     stop_requested = threading.Event()
     if _init_without_rclpy_signal_handlers(args):
@@ -139,10 +151,13 @@ def run_node(create_node: Callable[[], StoppableNode], args: list[str] | None) -
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        worker_stopped = True
         if node is not None:
-            node.shutdown()
+            worker_stopped = node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+    if not worker_stopped:
+        exit_without_teardown(exit_code or 0)
     return exit_code or 0
 
 

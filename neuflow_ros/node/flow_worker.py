@@ -8,6 +8,11 @@ batched engine call and hands the results to a sink (the node's publishers).
 An exception while computing or publishing is reported and the worker goes
 on with the next frames; only a failure to create the engine stops it.
 
+Stopping never waits for an engine call: a CPU compute may take seconds and
+cannot be interrupted. Once ``stop`` returns, the worker publishes nothing
+more (the batch in hand is abandoned), so the node may destroy its
+publishers and shut the ROS context down while the call is still running.
+
 On a GPU, when frames are already waiting while a batch computes (the
 engine cannot keep up, or a keep-all queue is draining), the worker submits
 the next batch before it waits for the current one: the next frames' upload
@@ -32,6 +37,7 @@ import numpy as np
 from ..flow.flow_types import FlowResult, FramePair, PendingFlow
 from .camera_stream import CameraStream, ResetReason, StreamFrame
 from .frame_mailbox import FrameMailbox
+from .worker_thread import WorkerThread
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,11 @@ class _SubmittedBatch:
 
 
 class FlowWorker:
-    """Runs ``engine_factory`` and the compute loop on its own thread."""
+    """Runs ``engine_factory`` and the compute loop on a worker thread.
+
+    ``thread`` may be shared by the workers of successive activations (see
+    worker_thread); without one the worker gets a thread of its own.
+    """
 
     def __init__(
         self,
@@ -132,6 +142,7 @@ class FlowWorker:
         observer: WorkerObserver,
         settings: WorkerSettings | None = None,
         poll_interval_s: float = 0.1,
+        thread: WorkerThread | None = None,
     ) -> None:
         self._engine_factory = engine_factory
         self._mailbox = mailbox
@@ -145,8 +156,13 @@ class FlowWorker:
         self._layouts_warmed_up: set[tuple[int, int, str]] = set()
         """Frame sizes and colour orders the engine was prepared for."""
         self._stop = threading.Event()
+        self._publishing = threading.Lock()
+        """Held while the sink publishes; ``stop`` takes it, so no publishing outlives stop."""
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="neuflow-worker", daemon=True)
+        self._own_thread = thread is None
+        self._thread = thread or WorkerThread()
+        self._started = False
+        self._finished = threading.Event()
         self.engine: Any = None
         self.startup_error: BaseException | None = None
         self.engine_call: EngineCall | None = None
@@ -157,15 +173,27 @@ class FlowWorker:
         """
 
     def start(self) -> None:
-        self._thread.start()
+        self._started = True
+        self._thread.run(self._run)
+        if self._own_thread:
+            self._thread.close()
 
     def stop(self, timeout_s: float) -> bool:
-        """Ask the loop to end and wait up to timeout_s; True when the thread ended."""
-        self._stop.set()
+        """End the loop, waiting up to timeout_s; True when it ended, False while still in a call.
+
+        Either way nothing is published after this returns: a batch being
+        published is finished first (within timeout_s), any later one is dropped.
+        """
+        deadline = time.monotonic() + timeout_s
         self._mailbox.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+        if self._publishing.acquire(timeout=timeout_s):
+            self._stop.set()
+            self._publishing.release()
+        else:
+            self._stop.set()
+        if not self._started:
+            return True
+        return self._finished.wait(max(0.0, deadline - time.monotonic()))
 
     @property
     def failed(self) -> bool:
@@ -173,13 +201,22 @@ class FlowWorker:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        """True from start until the loop has ended (also while it waits for its thread)."""
+        return self._started and not self._finished.is_set()
 
     def wait_ready(self, timeout_s: float) -> bool:
         """True once the engine exists (tests and benchmarks wait for this)."""
         return self._ready.wait(timeout_s)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._finished.set()
+
+    def _loop(self) -> None:
+        if self._stop.is_set():
+            return  # stopped while an earlier activation's loop still held the thread
         try:
             self.engine = self._engine_factory()
         except Exception as error:
@@ -245,10 +282,13 @@ class FlowWorker:
             CameraFlow(current.camera, previous, current, result, output_grid)
             for (previous, current), result in zip(batch.pairs, results, strict=True)
         ]
-        try:
-            self._sink(flows)
-        except Exception as error:
-            self._observer.worker_exception("publish", error, traceback.format_exc())
+        with self._publishing:
+            if self._stop.is_set():
+                return  # stopping: the node may be tearing its publishers down
+            try:
+                self._sink(flows)
+            except Exception as error:
+                self._observer.worker_exception("publish", error, traceback.format_exc())
 
     def _advance_stream(self, frame: CameraFrame, max_frame_gap_s: float) -> CameraFrame | None:
         stream = self._streams.get(frame.camera)

@@ -36,6 +36,7 @@ from .pipeline import (
     runtime_parameter_callback,
 )
 from .unknown_overrides import report_unknown_overrides
+from .worker_thread import WorkerThread
 
 FINALIZED_EXIT_DELAY_S = 0.3
 
@@ -57,6 +58,8 @@ class NeuFlowLifecycleNode(LifecycleNode):
         self.pipeline: FlowPipeline | None = None
         self._engine: Any = None
         self._finalized_at: float | None = None
+        self._worker_thread = WorkerThread()
+        """One thread for the worker of every activation (see worker_thread)."""
         self.add_on_set_parameters_callback(
             runtime_parameter_callback(self, lambda: self.pipeline)
         )
@@ -80,7 +83,7 @@ class NeuFlowLifecycleNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.settings = settings
         self._engine = engine
-        self.pipeline = FlowPipeline(self, settings, lambda: self._engine)
+        self.pipeline = FlowPipeline(self, settings, lambda: self._engine, self._worker_thread)
         self.pipeline.health.engine_inactive()
         hint_at_fastdds_profile(self, settings)
         self.get_logger().info(
@@ -117,7 +120,8 @@ class NeuFlowLifecycleNode(LifecycleNode):
     def _stop_pipeline(self) -> None:
         if self.pipeline is not None and not self.pipeline.stop(SHUTDOWN_TIMEOUT_S):
             self.get_logger().warning(
-                f"flow worker still busy after {SHUTDOWN_TIMEOUT_S} s; going on without it"
+                f"flow worker still inside an engine call after {SHUTDOWN_TIMEOUT_S} s; "
+                "going on without it (its result is dropped)"
             )
 
     def _release(self) -> None:
@@ -143,8 +147,11 @@ class NeuFlowLifecycleNode(LifecycleNode):
             return None
         return 0 if time.monotonic() - self._finalized_at >= FINALIZED_EXIT_DELAY_S else None
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> bool:
         self._release()
+        self._worker_thread.close()
+        # An earlier deactivation may have left a loop inside an engine call, too.
+        return self._worker_thread.wait_idle(0.0)
 
 
 def main(args: list[str] | None = None) -> int:

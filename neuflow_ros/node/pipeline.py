@@ -47,6 +47,7 @@ from .parameters import (
 )
 from .ros_messages import image_msg, stamp_ns, time_msg
 from .track_outputs import TrackingSettings, TrackOutputs
+from .worker_thread import WorkerThread
 
 WARNING_PERIOD_S = 5.0
 """At most one warning per camera and malformed-frame reason in this period."""
@@ -185,12 +186,14 @@ class FlowPipeline:
     """Cameras in, flow out, on a host node; ``start``/``stop`` may alternate (lifecycle)."""
 
     def __init__(
-        self, node: Node, settings: NodeSettings, engine_factory: Callable[[], Any]
+        self, node: Node, settings: NodeSettings, engine_factory: Callable[[], Any],
+        worker_thread: WorkerThread,
     ) -> None:
-        """engine_factory runs on the worker thread at every start."""
+        """engine_factory runs on worker_thread at every start (the node owns the thread)."""
         self._node = node
         self.settings = settings
         self._engine_factory = engine_factory
+        self._worker_thread = worker_thread
         runtime = settings.runtime
         self._keep_all = not runtime.drop_frames
         self._worker_settings = WorkerSettings(
@@ -312,7 +315,8 @@ class FlowPipeline:
             return
         self._mailbox = FrameMailbox(keep_all=self._keep_all, max_queued=self.settings.queue_size)
         self.worker = FlowWorker(
-            self._engine_factory, self._mailbox, self.publish_flows, self, self._worker_settings
+            self._engine_factory, self._mailbox, self.publish_flows, self, self._worker_settings,
+            thread=self._worker_thread,
         )
         self.health.engine_starting()
         self.worker.start()
