@@ -32,6 +32,7 @@ def test_consecutive_frames_pair_with_the_last_one():
         (frame(10.1, width=160, height=120), ResetReason.SIZE_CHANGED),
         (frame(10.1, encoding="mono8"), ResetReason.ENCODING_CHANGED),
         (frame(9.0), ResetReason.TIME_BACKWARDS),
+        (frame(10.0), ResetReason.DUPLICATE_STAMP),
         (frame(11.5), ResetReason.GAP_TOO_LARGE),
     ],
 )
@@ -62,8 +63,8 @@ def test_zero_max_gap_disables_the_gap_rule():
     assert stream.advance(frame(1000.0)).previous is not None
 
 
-def test_equal_stamps_pair_instead_of_resetting():
-    """Cameras without clocks stamp every frame alike; they must still get flow."""
+def test_unset_stamps_pair_instead_of_resetting():
+    """Cameras without clocks leave every stamp at zero; they must still get flow."""
     stream = CameraStream(max_frame_gap_s=1.0)
     stream.advance(frame(0.0))
     assert stream.advance(frame(0.0)).previous is not None

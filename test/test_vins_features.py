@@ -8,7 +8,11 @@ from track_sets import track_set
 
 from neuflow_ros.tracking.camera_model import CameraModel
 from neuflow_ros.tracking.tracker import TrackSet
-from neuflow_ros.tracking.vins_features import MissingCalibrationError, vins_feature_arrays
+from neuflow_ros.tracking.vins_features import (
+    MissingCalibrationError,
+    StampOrderError,
+    vins_feature_arrays,
+)
 
 WIDTH, HEIGHT = 128, 96
 FX, FY, CX, CY = 110.0, 105.0, 63.0, 47.5
@@ -84,7 +88,7 @@ def test_refuses_ids_float32_cannot_carry() -> None:
 @pytest.mark.parametrize("previous_stamp", [2.5, 2.6])
 def test_refuses_non_increasing_stamps(previous_stamp: float) -> None:
     tracks = moved_tracks([0], [2], [[10, 10]], [[9, 10]], 2.5, previous_stamp)
-    with pytest.raises(ValueError, match="stamps must increase"):
+    with pytest.raises(StampOrderError, match="stamps must increase"):
         vins_feature_arrays(tracks, model())
 
 

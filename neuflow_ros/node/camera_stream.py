@@ -22,6 +22,7 @@ class ResetReason(enum.Enum):
     SIZE_CHANGED = "size_changed"
     ENCODING_CHANGED = "encoding_changed"
     TIME_BACKWARDS = "time_backwards"
+    DUPLICATE_STAMP = "duplicate_stamp"
     GAP_TOO_LARGE = "gap_too_large"
 
 
@@ -104,6 +105,15 @@ class CameraStream(Generic[PayloadT]):
         if gap_ns < 0:
             return ResetReason.TIME_BACKWARDS, (
                 f"stamp jumped back by {-gap_ns / 1e9:.3f} s (bag loop or clock reset)"
+            )
+        if gap_ns == 0 and frame.stamp_ns != 0:
+            # Zero time between two frames: no velocity exists, and a resent frame
+            # paired with itself would report a standstill. Unset stamps (0) mark a
+            # camera without a clock: its frames still pair, flow needs no time.
+            seconds, nanoseconds = divmod(frame.stamp_ns, 1_000_000_000)
+            return ResetReason.DUPLICATE_STAMP, (
+                f"stamp {seconds}.{nanoseconds:09d} s repeated (a resent frame or a driver "
+                "that does not advance its clock)"
             )
         if self._max_frame_gap_s > 0.0 and gap_ns > self._max_frame_gap_s * 1e9:
             return ResetReason.GAP_TOO_LARGE, (

@@ -50,7 +50,7 @@ from .track_outputs import TrackingSettings, TrackOutputs
 from .worker_thread import WorkerThread
 
 WARNING_PERIOD_S = 5.0
-"""At most one warning per camera and malformed-frame reason in this period."""
+"""At most one line per camera and malformed-frame or reset reason in this period."""
 
 _LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
@@ -207,7 +207,7 @@ class FlowPipeline:
         self._image_subscriptions: list[Any] = []
         self._cameras = {camera: self._open_camera(camera) for camera in settings.cameras}
         self._tracks = self._open_track_outputs()
-        self._calibration_warned: set[str] = set()
+        self._warned_once: set[tuple[str, str]] = set()
         self.health = NodeHealth(
             node.get_fully_qualified_name().lstrip("/"),
             {camera: ports.image_topic for camera, ports in self._cameras.items()},
@@ -287,11 +287,12 @@ class FlowPipeline:
             vins_features=self.settings.vins_features,
             camera_id_by_name={camera: index for index, camera in enumerate(self._cameras)},
         )
-        return TrackOutputs(settings, publishers, self._warn_once_about_calibration)
+        return TrackOutputs(settings, publishers, self._warn_once)
 
-    def _warn_once_about_calibration(self, camera: str, message: str) -> None:
-        if camera not in self._calibration_warned:
-            self._calibration_warned.add(camera)
+    def _warn_once(self, camera: str, message: str) -> None:
+        """For lasting conditions of a camera's tracks (no calibration, no stamps)."""
+        if (camera, message) not in self._warned_once:
+            self._warned_once.add((camera, message))
             self._node.get_logger().warning(f"{self._cameras[camera].image_topic}: {message}")
 
     def _resolve(self, topic: str) -> str:
@@ -468,10 +469,13 @@ class FlowPipeline:
 
     def stream_reset(self, camera: str, reason: ResetReason, detail: str) -> None:
         self.health.stream_reset(camera, reason.value)
-        self._node.get_logger().info(
-            f"{self._cameras[camera].image_topic}: restarting flow ({detail}); "
-            "no flow across this frame"
-        )
+        suppressed = self._warnings.admit((camera, reason), time.monotonic())
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last one)" if suppressed else ""
+            self._node.get_logger().info(
+                f"{self._cameras[camera].image_topic}: restarting flow ({detail}); "
+                f"no flow across this frame{more}"
+            )
 
     def inference_done(self, pairs: int, seconds: float) -> None:
         self.health.inference_done(time.monotonic(), seconds)

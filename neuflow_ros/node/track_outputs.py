@@ -26,7 +26,11 @@ from ..imaging.image_conversion import rgb_to_image_payload, to_gray
 from ..tracking.camera_model import CameraModel
 from ..tracking.track_visualization import TrackTrails, draw_tracks
 from ..tracking.tracker import FeatureTracker, TrackerConfig, TrackSet
-from ..tracking.vins_features import MissingCalibrationError, vins_feature_arrays
+from ..tracking.vins_features import (
+    MissingCalibrationError,
+    StampOrderError,
+    vins_feature_arrays,
+)
 from .flow_worker import CameraFlow, CameraFrame
 from .ros_messages import image_msg
 
@@ -196,6 +200,15 @@ class TrackOutputs:
                 )
             except MissingCalibrationError:
                 features = None
+            except StampOrderError:
+                # Repeated real stamps reset the stream before this; only a camera
+                # without a clock (every stamp 0) gets here.
+                features = None
+                self._warn_once(
+                    flow.camera,
+                    "frames without stamps (all 0): ~/features needs the time between frames "
+                    "and is not published",
+                )
             if features is not None:
                 features_publisher.publish(vins_point_cloud(header, features))
         if vis_publisher.get_subscription_count() > 0:

@@ -39,6 +39,10 @@ class MissingCalibrationError(ValueError):
     """VINS-Fusion needs normalized coordinates, which need the camera's CameraInfo."""
 
 
+class StampOrderError(ValueError):
+    """VINS-Fusion needs velocities, which need time between the frames (e.g. unset stamps)."""
+
+
 @dataclass(frozen=True)
 class VinsFeatures:
     """The contents of one VINS-Fusion feature PointCloud, N features.
@@ -65,9 +69,9 @@ def vins_feature_arrays(
     undistorted with `camera_model`), per second, because VINS-Fusion uses
     them to estimate the camera-IMU time offset in those units.
 
-    Raises MissingCalibrationError without a camera model, and ValueError for
-    a model of another image size, an id or camera id that float32 cannot
-    carry exactly, or non-increasing stamps with carried tracks.
+    Raises MissingCalibrationError without a camera model, StampOrderError for
+    non-increasing stamps with carried tracks, and ValueError for a model of
+    another image size or an id or camera id that float32 cannot carry exactly.
     """
     if camera_model is None:
         raise MissingCalibrationError(
@@ -92,7 +96,7 @@ def vins_feature_arrays(
     if carried.size:
         _check_model_size(tracks, camera_model)
         if tracks.previous_stamp is None or not tracks.stamp > tracks.previous_stamp:
-            raise ValueError(
+            raise StampOrderError(
                 f"stamps must increase for velocities, got previous {tracks.previous_stamp} "
                 f"and current {tracks.stamp}"
             )
