@@ -218,17 +218,24 @@ def test_without_waiting_frames_each_batch_is_finished_before_the_next_submit():
     assert len(recorder.flows) == 2
 
 
-def test_an_engine_call_that_does_not_return_shows_how_long_it_has_run():
-    engine = FakeEngine(hold_results=threading.Event())
+def start_stuck_in_a_call(engine, factory=None, thread=None):
+    """A worker whose engine (holding its results) is inside the first pair's compute call."""
     recorder = Recorder()
     mailbox = FrameMailbox()
-    worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, poll_interval_s=0.01)
+    worker = FlowWorker(factory or (lambda: engine), mailbox, recorder.sink, recorder,
+                        poll_interval_s=0.01, thread=thread)
     worker.start()
     assert recorder.ready.wait(5.0)
     for stamp_s in (1.0, 1.1):
         mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
         wait_for(lambda: mailbox.pending() == 0)
     wait_for(lambda: ("result", 1) in engine.log)
+    return worker, recorder
+
+
+def test_an_engine_call_that_does_not_return_shows_how_long_it_has_run():
+    engine = FakeEngine(hold_results=threading.Event())
+    worker, recorder = start_stuck_in_a_call(engine)
     call = worker.engine_call
     assert call is not None and call.kind == "compute" and call.started_s <= time.monotonic()
     time.sleep(0.05)
@@ -402,15 +409,7 @@ def test_warm_up_covers_every_signature_the_worker_submits(tmp_path):
 def test_stop_during_an_engine_call_returns_at_its_deadline_and_drops_the_batch():
     """A CPU compute cannot be interrupted: stop must not wait for it, nor publish its result."""
     engine = FakeEngine(hold_results=threading.Event())
-    recorder = Recorder()
-    mailbox = FrameMailbox()
-    worker = FlowWorker(lambda: engine, mailbox, recorder.sink, recorder, poll_interval_s=0.01)
-    worker.start()
-    assert recorder.ready.wait(5.0)
-    for stamp_s in (1.0, 1.1):
-        mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
-        wait_for(lambda: mailbox.pending() == 0)
-    wait_for(lambda: ("result", 1) in engine.log)
+    worker, recorder = start_stuck_in_a_call(engine)
     started = time.monotonic()
     assert not worker.stop(0.1)
     assert time.monotonic() - started < 1.0
@@ -431,17 +430,10 @@ def test_workers_of_successive_activations_run_on_one_thread_one_after_another()
         threads.append(threading.get_ident())
         return engine
 
-    first, second = Recorder(), Recorder()
-    mailbox = FrameMailbox()
-    worker = FlowWorker(factory, mailbox, first.sink, first, poll_interval_s=0.01, thread=thread)
-    worker.start()
-    assert first.ready.wait(5.0)
-    for stamp_s in (1.0, 1.1):
-        mailbox.put("", frame("", stamp_s, int(stamp_s * 10)))
-        wait_for(lambda: mailbox.pending() == 0)
-    wait_for(lambda: ("result", 1) in engine.log)
+    worker, first = start_stuck_in_a_call(engine, factory, thread)
     assert not worker.stop(0.05)
 
+    second = Recorder()
     mailbox = FrameMailbox()
     next_worker = FlowWorker(factory, mailbox, second.sink, second, poll_interval_s=0.01,
                              thread=thread)

@@ -25,20 +25,16 @@ from ros_test_support import (
 )
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
 
-WIDTH, HEIGHT = 160, 120
-STEP = (1.5, -0.75)
-PERIOD_NS = 50_000_000
-FX, FY, CX, CY = 120.0, 110.0, 80.0, 60.0
+from neuflow_ros.tools.camera_replay import pinhole_info
+
+WIDTH, HEIGHT = 128, 96
+STEP, PERIOD_NS = (1.25, -0.5), 40_000_000
 TIMEOUT_S = 15.0
 
 
 def _calibration() -> CameraInfo:
-    info = CameraInfo(width=WIDTH, height=HEIGHT, distortion_model="plumb_bob")
-    info.d = [0.0] * 5
-    info.k = [FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [FX, 0.0, CX, 0.0, 0.0, FY, CY, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
+    """A pinhole with fx = WIDTH and no distortion."""
+    return pinhole_info(WIDTH, HEIGHT, "camera")
 
 
 def _frame(k: int, stamp: int) -> Image:
@@ -98,7 +94,7 @@ def test_a_resent_frame_restarts_the_history_and_the_outputs_go_on(harness, node
     )
     assert clouds is not None, node.output()
     velocity_x = np.median(clouds.channels[4].values)
-    assert velocity_x == pytest.approx(STEP[0] / FX / (PERIOD_NS / 1e9), rel=0.1)
+    assert velocity_x == pytest.approx(STEP[0] / WIDTH / (PERIOD_NS / 1e9), rel=0.1)
     engine = watcher.engine()[2]
     assert engine.get("worker exceptions") == "0", engine
     output = node.output()
