@@ -18,6 +18,7 @@ command line) before configure; run-time parameters also apply while active.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import sys
 import time
@@ -39,6 +40,15 @@ from .unknown_overrides import report_unknown_overrides
 from .worker_thread import WorkerThread
 
 FINALIZED_EXIT_DELAY_S = 0.3
+
+
+def _return_freed_host_memory() -> None:
+    """Give the freed engine's host memory back to the OS (glibc keeps it in its arenas)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc (musl, macOS): its allocator decides by itself
+    libc.malloc_trim(0)
 
 
 def _release_gpu_cache() -> None:
@@ -124,16 +134,20 @@ class NeuFlowLifecycleNode(LifecycleNode):
                 "going on without it (its result is dropped)"
             )
 
-    def _release(self) -> None:
-        """Stop and destroy the pipeline, then free the engine (and its GPU memory)."""
+    def _close_pipeline(self) -> None:
         if self.pipeline is not None:
             self._stop_pipeline()
             self.pipeline.close(0.0)
             self.pipeline = None
+
+    def _release(self) -> None:
+        """Stop and destroy the pipeline, then free the engine (and its GPU memory)."""
+        self._close_pipeline()
         if self._engine is not None:
             self._engine = None
             gc.collect()
             _release_gpu_cache()
+            _return_freed_host_memory()
 
     # --- what run_node asks ---------------------------------------------------------------
 
@@ -148,7 +162,8 @@ class NeuFlowLifecycleNode(LifecycleNode):
         return 0 if time.monotonic() - self._finalized_at >= FINALIZED_EXIT_DELAY_S else None
 
     def shutdown(self) -> bool:
-        self._release()
+        """The process is ending: no engine to free (that only slows the exit down)."""
+        self._close_pipeline()
         self._worker_thread.close()
         # An earlier deactivation may have left a loop inside an engine call, too.
         return self._worker_thread.wait_idle(0.0)
