@@ -181,16 +181,16 @@ class FlowWorker:
     def stop(self, timeout_s: float) -> bool:
         """End the loop, waiting up to timeout_s; True when it ended, False while still in a call.
 
-        Either way nothing is published after this returns: a batch being
-        published is finished first (within timeout_s), any later one is dropped.
+        Either way nothing is published after this returns (unless publishing
+        one batch outlasts timeout_s): a batch being published is finished
+        first, any later one is dropped.
         """
         deadline = time.monotonic() + timeout_s
         self._mailbox.close()
-        if self._publishing.acquire(timeout=timeout_s):
-            self._stop.set()
+        publishing_done = self._publishing.acquire(timeout=timeout_s)
+        self._stop.set()
+        if publishing_done:
             self._publishing.release()
-        else:
-            self._stop.set()
         if not self._started:
             return True
         return self._finished.wait(max(0.0, deadline - time.monotonic()))
