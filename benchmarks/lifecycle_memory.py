@@ -150,7 +150,8 @@ def main() -> int:
     rclpy.shutdown()
     for run, result in results.items():
         print(f"{run}: {result['resident_mb'][0]:.1f} MB after cycle 1, median "
-              f"{result['late_median_mb']:.1f} MB over the last {LATE_CYCLES} cycles "
+              f"{result['late_median_mb']:.1f} MB over the last "
+              f"{min(LATE_CYCLES, args.cycles)} cycles "
               f"(growth {result['growth_mb']:+.1f} MB), max {result['max_mb']:.1f} MB")
     print(f"late median ratio shipped / MALLOC_ARENA_MAX=2: "
           f"{results['shipped']['late_median_mb'] / results['arena_max_2']['late_median_mb']:.3f}")
