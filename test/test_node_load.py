@@ -19,7 +19,6 @@ import time
 
 import pytest
 from neuflow_ros.msg import OpticalFlow
-from polling import poll_until
 from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
@@ -83,8 +82,6 @@ def test_camera_at_30_hz_is_fully_accounted_for(harness, tmp_path):
         time.sleep(0.6)  # one more diagnostics period
         values = watcher.camera()[2]
         engine_values = watcher.engine()[2]
-        # The last few 2.5 MB flows may still be in transit on a loaded machine.
-        poll_until(lambda: len(received) >= int(values["flows published"]), 5.0)
     finally:
         node.close()
     frames_received = int(values["frames received"])
