@@ -29,7 +29,9 @@ from neuflow_ros.flow.engine import (
     FrameError,
     FramePair,
     PendingFlow,
+    config_to_run,
     create_engine,
+    min_input_side,
 )
 from neuflow_ros.flow.frame_geometry import flow_pixel_to_input_point, plan_geometry
 from neuflow_ros.models import NeuFlowV1, NeuFlowV2
@@ -174,6 +176,20 @@ def test_bounded_cache_reuses_and_evicts_least_recently_used():
         BoundedCache(0)
 
 
+def test_bounded_cache_keeps_the_weight_within_its_budget_but_always_the_newest():
+    cache: BoundedCache[str] = BoundedCache(8, max_weight=100)
+    cache.get_or_create("small", lambda: "s", weight=30)
+    cache.get_or_create("medium", lambda: "m", weight=60)
+    assert len(cache) == 2 and cache.weight == 90
+    cache.get_or_create("large", lambda: "l", weight=40)  # 130 > 100: the oldest goes
+    assert cache.get("small") is None
+    assert (cache.get("medium"), cache.get("large"), cache.weight) == ("m", "l", 100)
+    cache.get_or_create("huge", lambda: "h", weight=500)  # over budget alone: kept, alone
+    assert len(cache) == 1 and cache.get("huge") == "h" and cache.weight == 500
+    cache.get_or_create("tiny", lambda: "t", weight=1)
+    assert len(cache) == 1 and cache.weight == 1
+
+
 # --- DIS ------------------------------------------------------------------------------------
 
 
@@ -251,6 +267,30 @@ def test_dis_accepts_strided_views_and_leaves_inputs_alone():
     np.testing.assert_array_equal(strided.forward, packed.forward)
     for buffer, snapshot in zip(buffers, snapshots, strict=True):
         np.testing.assert_array_equal(buffer, snapshot)
+
+
+@pytest.mark.parametrize(("preset", "smallest"), [("fast", 32), ("ultrafast", 32), ("medium", 16)])
+def test_dis_refuses_frames_below_its_minimum_instead_of_crashing(preset, smallest):
+    engine = FlowEngine(EngineConfig(backend="dis", dis_preset=preset))
+    assert min_input_side(engine.config) == smallest
+    # 400x26 crashed the process (SIGSEGV) inside OpenCV's DIS with 'fast'.
+    for width, height in ((smallest - 1, smallest - 1), (400, smallest - 1), (smallest - 5, 400)):
+        frame = smooth_texture(height, width, seed=1)
+        with pytest.raises(FrameError, match=f"at least {smallest}"):
+            engine.compute([FramePair(frame, frame, "mono")])
+    frame0 = smooth_texture(smallest, 400, seed=2)
+    (result,) = engine.compute([FramePair(frame0, frame0, "mono")])
+    assert result.forward.shape == (smallest, 400, 2)
+
+
+def test_minimum_input_side_follows_the_backend_that_will_run():
+    assert min_input_side(EngineConfig(backend="dis", inference_size=(64, 48))) == 8
+    assert min_input_side(EngineConfig(backend="neuflow_v1", checkpoint="x.pth")) == 8
+    without_weights = EngineConfig(backend="neuflow_v2", device="cuda", dis_preset="medium")
+    fallback = config_to_run(without_weights)
+    assert (fallback.backend, fallback.device) == ("dis", "cpu")
+    assert min_input_side(fallback) == 16
+    assert config_to_run(without_weights, allow_dis_fallback=False) is without_weights
 
 
 def test_dis_warm_up_and_cpu_diagnostics():

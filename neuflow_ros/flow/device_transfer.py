@@ -22,6 +22,9 @@ from neuflow_ros.flow.bounded_cache import BoundedCache
 from neuflow_ros.flow.frame_geometry import FrameGeometry
 
 _MAX_CACHED_SHAPES = 8
+_MAX_CACHED_BYTES = 256 * 2**20
+"""Per cache: one 4K RGB batch of two frames is 50 MB, so several sizes fit, while
+frames of ever new huge sizes cannot pin more than this (plus the shape in use)."""
 _MAX_FREE_DOWNLOAD_BUFFERS = 2
 """Per shape: one download in flight while the previous one is read is the steady state."""
 
@@ -43,7 +46,9 @@ class FrameUploader:
 
     def __init__(self, device: torch.device) -> None:
         self._device = device
-        self._buffers: BoundedCache[_StagingBuffers] = BoundedCache(_MAX_CACHED_SHAPES)
+        self._buffers: BoundedCache[_StagingBuffers] = BoundedCache(
+            _MAX_CACHED_SHAPES, max_weight=_MAX_CACHED_BYTES
+        )
         # Copies run on a stream of their own, so a frame's upload never waits
         # behind network kernels still queued on the compute stream.
         self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
@@ -58,7 +63,9 @@ class FrameUploader:
         """Frames of one size and colour order -> ``[N, 3, grid_h, grid_w]``, RGB, 0..255."""
         channels = 1 if color_order == "mono" else 3
         shape = (len(frames), geometry.input_height, geometry.input_width, channels)
-        buffers = self._buffers.get_or_create(shape, lambda: self._allocate(shape))
+        buffers = self._buffers.get_or_create(
+            shape, lambda: self._allocate(shape), weight=int(np.prod(shape))
+        )
         if buffers.copied is not None:
             buffers.copied.synchronize()
         staging = buffers.host.numpy()
@@ -106,7 +113,9 @@ class FlowDownloader:
 
     def __init__(self, device: torch.device) -> None:
         self._device = device
-        self._free_pinned: BoundedCache[list[torch.Tensor]] = BoundedCache(_MAX_CACHED_SHAPES)
+        self._free_pinned: BoundedCache[list[torch.Tensor]] = BoundedCache(
+            _MAX_CACHED_SHAPES, max_weight=_MAX_CACHED_BYTES
+        )
 
     def download(
         self, flow: torch.Tensor, geometry: FrameGeometry, output_grid: str
@@ -136,7 +145,8 @@ class FlowDownloader:
             array = nhwc.numpy()
             return lambda: array
         shape = tuple(nhwc.shape)
-        free = self._free_pinned.get_or_create(shape, list)
+        pool_bytes = int(np.prod(shape)) * 4 * _MAX_FREE_DOWNLOAD_BUFFERS
+        free = self._free_pinned.get_or_create(shape, list, weight=pool_bytes)
         pinned = free.pop() if free else torch.empty(shape, dtype=torch.float32, pin_memory=True)
         pinned.copy_(nhwc, non_blocking=True)
         # Blocking: the waiting thread sleeps instead of spinning a core for the
@@ -149,7 +159,7 @@ class FlowDownloader:
             array = pinned.numpy().copy()
             # Back to the pool only now: until the copy has landed and been read,
             # another download must not reuse this buffer.
-            spare = self._free_pinned.get_or_create(shape, list)
+            spare = self._free_pinned.get_or_create(shape, list, weight=pool_bytes)
             if len(spare) < _MAX_FREE_DOWNLOAD_BUFFERS:
                 spare.append(pinned)
             return array

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from neuflow_ros.flow.bounded_cache import BoundedCache
-from neuflow_ros.flow.flow_types import FlowResult, FramePair, PendingFlow
+from neuflow_ros.flow.flow_types import FlowResult, FrameError, FramePair, PendingFlow
 from neuflow_ros.flow.frame_geometry import FrameGeometry, plan_geometry
 from neuflow_ros.imaging.image_conversion import to_gray
 
@@ -24,7 +24,16 @@ DIS_PRESETS = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 
+DIS_MIN_SIDE = {"ultrafast": 32, "fast": 32, "medium": 16}
+"""Smallest grid side each preset computes. Measured with OpenCV 5.0 over every
+size with one side from 1 to 8000: below these, DIS raises for some sizes and
+crashes the process (segmentation fault) for others, e.g. 400x26 with 'fast'."""
+
 _MAX_CACHED_SOLVERS = 8
+_MAX_CACHED_SOLVER_PIXELS = 16_000_000
+"""A solver keeps about 12 MB per megapixel of its grid (measured: 103 MB at
+3840x2160, 565 MB at 8000x6000), so the solvers kept stay below about 200 MB
+plus the one in use."""
 
 
 class DisBackend:
@@ -34,10 +43,13 @@ class DisBackend:
         if preset not in DIS_PRESETS:
             raise ValueError(f"dis_preset must be one of {tuple(DIS_PRESETS)}, got {preset!r}")
         self._preset = DIS_PRESETS[preset]
+        self._min_side = DIS_MIN_SIDE[preset]
         self._inference_size = inference_size
         # One solver per grid size: DIS sizes its image pyramids to the first
         # input it sees, so alternating cameras would otherwise reallocate.
-        self._solvers: BoundedCache[cv2.DISOpticalFlow] = BoundedCache(_MAX_CACHED_SOLVERS)
+        self._solvers: BoundedCache[cv2.DISOpticalFlow] = BoundedCache(
+            _MAX_CACHED_SOLVERS, max_weight=_MAX_CACHED_SOLVER_PIXELS
+        )
 
     def submit(self, pairs: Sequence[FramePair], backward: bool, output_grid: str) -> PendingFlow:
         """DIS runs on the CPU, so the flow is computed here and now."""
@@ -54,11 +66,18 @@ class DisBackend:
     def _compute_pair(self, pair: FramePair, backward: bool, output_grid: str) -> FlowResult:
         width, height = pair.size
         geometry = plan_geometry(width, height, self._inference_size, alignment=1, min_side=1)
+        if min(geometry.grid_width, geometry.grid_height) < self._min_side:
+            # Checked here, not only at the node's intake: DIS may crash the process.
+            raise FrameError(
+                f"DIS cannot compute {geometry.grid_width}x{geometry.grid_height}: both sides "
+                f"must be at least {self._min_side} pixels with this preset"
+            )
         gray0 = _to_grid(to_gray(pair.previous, pair.color_order), geometry)
         gray1 = _to_grid(to_gray(pair.current, pair.color_order), geometry)
         solver = self._solvers.get_or_create(
             (geometry.grid_width, geometry.grid_height),
             lambda: cv2.DISOpticalFlow_create(self._preset),
+            weight=geometry.grid_width * geometry.grid_height,
         )
         forward = _to_output(solver.calc(gray0, gray1, None), geometry, output_grid)
         reverse = None

@@ -21,8 +21,15 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from neuflow_ros.flow.dis_backend import DIS_PRESETS, DisBackend
-from neuflow_ros.flow.flow_types import COLOR_ORDERS, FlowResult, FrameError, FramePair, PendingFlow
+from neuflow_ros.flow.dis_backend import DIS_MIN_SIDE, DIS_PRESETS, DisBackend
+from neuflow_ros.flow.flow_types import (
+    COLOR_ORDERS,
+    MIN_FRAME_SIDE,
+    FlowResult,
+    FrameError,
+    FramePair,
+    PendingFlow,
+)
 from neuflow_ros.flow.frame_geometry import (
     check_output_grid,
     plan_geometry,
@@ -40,7 +47,9 @@ __all__ = [
     "FrameError",
     "FramePair",
     "PendingFlow",
+    "config_to_run",
     "create_engine",
+    "min_input_side",
 ]
 
 BACKENDS = ("neuflow_v2", "neuflow_v1", "dis")
@@ -377,22 +386,39 @@ def create_engine(
     (``CheckpointError``): silently running a different method would hide it.
     """
     logger = logger or _log
+    to_run = config_to_run(config, allow_dis_fallback)
+    if to_run.backend != config.backend:
+        logger.warning(
+            "backend %r has no checkpoint, using OpenCV DIS (preset %r) instead. %s.",
+            config.backend,
+            config.dis_preset,
+            NEUFLOW_WEIGHTS_HINT,
+        )
+    return FlowEngine(to_run, logger)
+
+
+def config_to_run(config: EngineConfig, allow_dis_fallback: bool = True) -> EngineConfig:
+    """The configuration create_engine runs: ``config``, or its DIS fallback."""
     if config.backend == "dis" or config.checkpoint is not None or not allow_dis_fallback:
-        return FlowEngine(config, logger)
-    logger.warning(
-        "backend %r has no checkpoint, using OpenCV DIS (preset %r) instead. %s.",
-        config.backend,
-        config.dis_preset,
-        NEUFLOW_WEIGHTS_HINT,
-    )
-    dis_config = replace(
+        return config
+    return replace(
         config,
         backend="dis",
         checkpoint_sha256=None,
         device="cpu" if config.device.startswith("cuda") else config.device,
         precision="fp32",
     )
-    return FlowEngine(dis_config, logger)
+
+
+def min_input_side(config: EngineConfig) -> int:
+    """Smallest width and height an engine with ``config`` computes flow for.
+
+    DIS works on the input itself unless a fixed inference size resamples it;
+    the networks pad any input up to their grid, so only the common floor applies.
+    """
+    if config.backend == "dis" and config.inference_size is None:
+        return max(MIN_FRAME_SIDE, DIS_MIN_SIDE[config.dis_preset])
+    return MIN_FRAME_SIDE
 
 
 def _check_positive_int(name: str, value: object) -> None:
