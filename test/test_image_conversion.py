@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
+from neuflow_ros.imaging.compressed_image import decode_compressed_image
 from neuflow_ros.imaging.image_conversion import (
     SUPPORTED_ENCODINGS,
     CameraImage,
     ImageFormatError,
-    decode_compressed_image,
     decode_raw_image,
     flow_to_image_payload,
     rgb_to_image_payload,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import cv2
 
-from neuflow_ros.imaging.image_conversion import CameraImage, decode_compressed_image
+from neuflow_ros.imaging.compressed_image import decode_compressed_image
+from neuflow_ros.imaging.image_conversion import CameraImage
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}

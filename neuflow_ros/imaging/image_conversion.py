@@ -1,9 +1,9 @@
 """Camera payloads to numpy arrays and back, without ROS.
 
 cv_bridge has no ROS 2 wheel outside a ROS distro, so the node hands the raw
-fields of a ``sensor_msgs/Image`` or ``CompressedImage`` to these functions
-instead. Keeping this module free of ROS imports lets it be tested and reused
-on machines without ROS.
+fields of a ``sensor_msgs/Image`` to these functions instead (and those of a
+``CompressedImage`` to compressed_image). Keeping this module free of ROS
+imports lets it be tested and reused on machines without ROS.
 
 Two choices worth knowing:
 
@@ -90,7 +90,7 @@ def _bytes_per_pixel(encoding: str) -> int:
     return 1
 
 
-def _as_flat_bytes(data: ImageBuffer) -> np.ndarray:
+def as_flat_bytes(data: ImageBuffer) -> np.ndarray:
     """View any buffer rclpy may hand over as flat uint8 without copying it."""
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:
@@ -121,7 +121,7 @@ def _padded_rows(
             f"step {step} is smaller than width*bytes_per_pixel = {width}*"
             f"{_bytes_per_pixel(encoding)} = {row_bytes} ({encoding})"
         )
-    flat = _as_flat_bytes(data)
+    flat = as_flat_bytes(data)
     if flat.size != height * step:
         raise ImageFormatError(
             f"data length mismatch for {encoding} {width}x{height} with step {step}: "
@@ -162,57 +162,6 @@ def decode_raw_image(
         packed = rows.reshape(height, width, 2)
         return CameraImage(cv2.cvtColor(packed, _YUV422_CONVERSIONS[encoding]), "rgb")
     return CameraImage(cv2.cvtColor(rows, _BAYER_CONVERSIONS[encoding]), "rgb")
-
-
-def _channel_order_of_compressed(format: str) -> str:
-    """Read 'rgb' or 'bgr' from the part of the format after 'compressed'.
-
-    image_transport writes e.g. 'rgb8; jpeg compressed bgr8': the token after
-    'compressed' is the order the codec stored, hence the order imdecode
-    returns. Plain 'jpeg'/'png' come from OpenCV-based publishers: BGR.
-    """
-    _, marker, stored = format.partition("compressed")
-    if marker and stored.strip().lower().startswith("rgb"):
-        return "rgb"
-    return "bgr"
-
-
-def decode_compressed_image(format: str, data: ImageBuffer) -> CameraImage:
-    """Decode the fields of a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to 8-bit pixels."""
-    if "compresseddepth" in format.lower():
-        raise ImageFormatError(
-            f"compressedDepth images are not supported (format '{format}'): "
-            "subscribe to the raw or 'compressed' colour/mono stream instead"
-        )
-    encoded = _as_flat_bytes(data)
-    if encoded.size == 0:
-        raise ImageFormatError(f"compressed image data is empty (format '{format}')")
-    try:
-        decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-    except cv2.error as error:
-        raise ImageFormatError(
-            f"could not decode compressed image (format '{format}', {encoded.size} bytes): {error}"
-        ) from error
-    if decoded is None:
-        raise ImageFormatError(
-            f"could not decode compressed image (format '{format}', {encoded.size} bytes)"
-        )
-    if decoded.dtype == np.uint16:
-        decoded = (decoded >> 8).astype(np.uint8)
-    elif decoded.dtype != np.uint8:
-        raise ImageFormatError(
-            f"decoded image has unsupported depth {decoded.dtype} (format '{format}')"
-        )
-    if decoded.ndim == 2:
-        return CameraImage(decoded, "mono")
-    channels = decoded.shape[2]
-    if channels == 1:
-        return CameraImage(decoded[:, :, 0], "mono")
-    if channels in (3, 4):
-        return CameraImage(decoded[:, :, :3], _channel_order_of_compressed(format))
-    raise ImageFormatError(
-        f"decoded image has unsupported channel count {channels} (format '{format}')"
-    )
 
 
 def flow_to_image_payload(flow: np.ndarray) -> tuple[int, int, str, int, memoryview]:

@@ -13,10 +13,10 @@ import numpy as np
 from rosbags.typesys.store import Typestore
 
 from neuflow_ros.flow.engine import FlowResult
+from neuflow_ros.imaging.compressed_image import decode_compressed_image
 from neuflow_ros.imaging.frame_sources import SourceFrame
 from neuflow_ros.imaging.image_conversion import (
     CameraImage,
-    decode_compressed_image,
     decode_raw_image,
     flow_to_image_payload,
     rgb_to_image_payload,
