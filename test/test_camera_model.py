@@ -7,11 +7,12 @@ and mapped through K; undistortion must recover them.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from neuflow_ros.tracking.camera_model import CameraModel
+from neuflow_ros.tracking.camera_model import CalibrationError, CameraModel, camera_model_from_info
 
 FX, FY, CX, CY, SKEW = 420.0, 410.0, 322.5, 238.0, 0.0
 K = [FX, SKEW, CX, 0.0, FY, CY, 0.0, 0.0, 1.0]
@@ -103,24 +104,64 @@ def test_empty_input_gives_empty_output() -> None:
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "message", "reason"),
     [
-        (("kannala", [0.1] * 4, K), "unknown distortion model"),
-        (("plumb_bob", [0.1] * 6, K), "takes 5 coefficients, got 6"),
-        (("rational_polynomial", [0.1] * 5, K), "takes 8 coefficients, got 5"),
-        (("equidistant", [0.1] * 5, K), "takes 4 coefficients, got 5"),
-        (("none", [0.1, 0, 0, 0, 0], K), "needs all-zero D"),
-        (("plumb_bob", [math.nan, 0, 0, 0, 0], K), "must be finite"),
-        (("plumb_bob", [0.0] * 5, [0.0] * 9), "uncalibrated"),
-        (("plumb_bob", [0.0] * 5, K[:8]), "K must have 9 values"),
-        (("plumb_bob", [0.0] * 5, [-FX, 0, CX, 0, FY, CY, 0, 0, 1]), "positive focal"),
-        (("plumb_bob", [0.0] * 5, [FX, 0, CX, 0, FY, CY, 0, 0, 2]), "last row"),
+        (("kannala", [0.1] * 4, K), "unknown distortion model", "unknown_model"),
+        (("plumb_bob", [0.1] * 6, K), "takes 5 coefficients, got 6", "bad_distortion"),
+        (("rational_polynomial", [0.1] * 5, K), "takes 8 coefficients, got 5", "bad_distortion"),
+        (("equidistant", [0.1] * 5, K), "takes 4 coefficients, got 5", "bad_distortion"),
+        (("none", [0.1, 0, 0, 0, 0], K), "needs all-zero D", "bad_distortion"),
+        (("plumb_bob", [math.nan, 0, 0, 0, 0], K), "must be finite", "non_finite"),
+        (("plumb_bob", [0.0] * 5, [math.nan, *K[1:]]), "K must be finite", "non_finite"),
+        (("plumb_bob", [0.0] * 5, [0.0] * 9), "uncalibrated", "bad_focal"),
+        (("plumb_bob", [0.0] * 5, K[:8]), "K must have 9 values", "bad_matrix"),
+        (("plumb_bob", [0.0] * 5, [-FX, 0, CX, 0, FY, CY, 0, 0, 1]), "positive focal",
+         "bad_focal"),
+        (("plumb_bob", [0.0] * 5, [FX, 0, CX, 0, FY, CY, 0, 0, 2]), "last row", "bad_matrix"),
     ],
 )
-def test_invalid_camera_info_raises(arguments, message) -> None:
+def test_invalid_camera_info_raises_with_a_reason(arguments, message, reason) -> None:
     model_name, d, k = arguments
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(CalibrationError, match=message) as raised:
         CameraModel.from_camera_info(model_name, d, k, WIDTH, HEIGHT)
+    assert raised.value.reason == reason
+
+
+def camera_info(binning=(0, 0), roi=(0, 0, 0, 0), width=WIDTH, height=HEIGHT):
+    """A CameraInfo-shaped object (field names as in sensor_msgs/CameraInfo)."""
+    k = np.array(K)
+    return SimpleNamespace(
+        distortion_model="plumb_bob", d=[0.0] * 5, k=k, width=width, height=height,
+        p=[FX, 0.0, CX, 0.0, 0.0, FY, CY, 0.0, 0.0, 0.0, 1.0, 0.0],
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        binning_x=binning[0], binning_y=binning[1],
+        roi=SimpleNamespace(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3]),
+    )
+
+
+def test_binning_and_roi_describe_the_smaller_images_as_image_geometry_does() -> None:
+    info = camera_info(binning=(2, 4), roi=(100, 40, 400, 320))
+    model = camera_model_from_info(info)
+    assert (model.width, model.height) == (200, 80)
+    expected_k = [[FX / 2, 0, (CX - 100) / 2], [0, FY / 4, (CY - 40) / 4], [0, 0, 1]]
+    np.testing.assert_allclose(model.camera_matrix, expected_k)
+    np.testing.assert_allclose(model.projection[:, :3], expected_k)
+    np.testing.assert_array_equal(info.k, K)  # the message itself is left alone
+    # A point seen at full resolution maps to the same normalized ray in the binned ROI.
+    full = camera_model_from_info(camera_info())
+    full_pixel = np.array([[300.0, 200.0]])
+    binned_pixel = (full_pixel - [100, 40]) / [2, 4]
+    np.testing.assert_allclose(
+        model.undistort_normalized(binned_pixel), full.undistort_normalized(full_pixel)
+    )
+
+
+def test_binning_zero_means_one_and_an_empty_roi_is_refused() -> None:
+    full = camera_model_from_info(camera_info())
+    assert (full.width, full.height) == (WIDTH, HEIGHT)
+    with pytest.raises(CalibrationError) as raised:
+        camera_model_from_info(camera_info(binning=(8, 8), roi=(0, 0, 4, 4)))
+    assert raised.value.reason == "bad_size"
 
 
 def test_invalid_size_matrices_and_points_raise() -> None:

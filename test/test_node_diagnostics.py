@@ -114,6 +114,30 @@ def test_malformed_frames_warn_while_recent_and_stay_counted():
     assert _values(later)["malformed frames"] == "3"
 
 
+def test_rejected_camera_info_is_counted_by_reason_and_warns_while_recent():
+    health = NodeHealth("neuflow", {"": "/image"}, DiagnosticThresholds(window_s=5.0))
+    for index in range(30):  # a healthy stream throughout
+        now = 1.0 + index / 30.0
+        health.frame_received("", now, 0.001)
+        health.flow_published("", now, 0.01, 0.001)
+    health.camera_info_rejected("", "size_mismatch", "it describes 1280x960 images", 1.5)
+    health.camera_info_rejected("", "size_mismatch", "it describes 1280x960 images", 1.6)
+    health.camera_info_rejected("", "non_finite", "K must be finite", 1.7)
+    report = _camera(health, 2.0)
+    assert report.level == WARN
+    assert "3 camera_info message(s) rejected" in report.message and "K must be" in report.message
+    values = _values(report)
+    assert values["camera_info rejected"] == "3"
+    assert values["camera_info rejected: size_mismatch"] == "2"
+    assert values["camera_info rejected: non_finite"] == "1"
+    for index in range(60):
+        now = 7.0 + index / 30.0
+        health.frame_received("", now, 0.001)
+        health.flow_published("", now, 0.01, 0.001)
+    later = _camera(health, 9.0)
+    assert later.level == OK and _values(later)["camera_info rejected"] == "3"
+
+
 def test_low_output_rate_warns_about_dropping():
     health = NodeHealth("neuflow", {"": "/image"}, DiagnosticThresholds(min_output_ratio=0.5))
     for index in range(90):

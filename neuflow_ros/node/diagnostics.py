@@ -114,14 +114,17 @@ class _CameraHealth:
     visualizations: int = 0
     malformed: dict[str, int] = field(default_factory=dict)
     resets: dict[str, int] = field(default_factory=dict)
+    calibrations_rejected: dict[str, int] = field(default_factory=dict)
     last_received_s: float | None = None
     last_processed_stamp_ns: int | None = None
     last_malformed_detail: str = ""
+    last_calibration_detail: str = ""
 
     def __post_init__(self) -> None:
         self.inputs = EventWindow(self.window_s)
         self.outputs = EventWindow(self.window_s)
         self.recent_malformed = EventWindow(self.window_s)
+        self.recent_calibration_rejects = EventWindow(self.window_s)
         self.recent_drops = EventWindow(self.window_s)
         self.latency_s = EventWindow(self.window_s)
         self.callback_s = EventWindow(self.window_s)
@@ -190,6 +193,15 @@ class NodeHealth:
             health.last_malformed_detail = detail
             health.last_received_s = now_s
             health.recent_malformed.add(now_s)
+
+    def camera_info_rejected(self, camera: str, reason: str, detail: str, now_s: float) -> None:
+        """A CameraInfo failed its checks; the last good calibration stays in use."""
+        with self._lock:
+            health = self._cameras[camera]
+            rejected = health.calibrations_rejected
+            rejected[reason] = rejected.get(reason, 0) + 1
+            health.last_calibration_detail = detail
+            health.recent_calibration_rejects.add(now_s)
 
     def frames_dropped(self, camera: str, count: int, now_s: float) -> None:
         if count <= 0:
@@ -389,6 +401,11 @@ class NodeHealth:
             *((f"malformed: {reason}", str(n)) for reason, n in sorted(health.malformed.items())),
             ("resets", str(sum(health.resets.values()))),
             *((f"resets: {reason}", str(n)) for reason, n in sorted(health.resets.items())),
+            ("camera_info rejected", str(sum(health.calibrations_rejected.values()))),
+            *(
+                (f"camera_info rejected: {reason}", str(n))
+                for reason, n in sorted(health.calibrations_rejected.items())
+            ),
             ("latency p50 (ms)", _ms(health.latency_s.percentile(now_s, 0.5))),
             ("latency p95 (ms)", _ms(health.latency_s.percentile(now_s, 0.95))),
             ("callback time p50 (ms)", _ms(health.callback_s.percentile(now_s, 0.5))),
@@ -412,6 +429,13 @@ class NodeHealth:
             message = (
                 f"{recent_malformed} malformed frame(s) in the last {thresholds.window_s:g} s: "
                 f"{health.last_malformed_detail}"
+            )
+            return StatusReport(name, WARN, message, values)
+        recent_calibration_rejects = health.recent_calibration_rejects.count(now_s)
+        if recent_calibration_rejects:
+            message = (
+                f"{recent_calibration_rejects} camera_info message(s) rejected in the last "
+                f"{thresholds.window_s:g} s: {health.last_calibration_detail}"
             )
             return StatusReport(name, WARN, message, values)
         if input_rate > 0.0 and output_rate < thresholds.min_output_ratio * input_rate:

@@ -4,19 +4,25 @@ The subscription callbacks pass the plain fields of an Image or
 CompressedImage here. A frame that cannot be used raises MalformedFrameError
 with a short, stable ``reason`` (a diagnostics counter key and the key of the
 warning throttle) and a detailed message for the log.
+
+Sizes are checked against FrameLimits: too small for the engine that will
+run (it would fail, or crash inside OpenCV, on the worker thread for every
+frame) or too large to be worth the memory. The upper limit is checked before
+anything is decoded or converted, from the message fields or the JPEG/PNG
+header, so a huge frame never gets a pixel buffer of its own.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from ..flow.flow_types import MIN_FRAME_SIDE
+from ..imaging.compressed_image import compressed_image_size, decode_compressed_image
 from ..imaging.image_conversion import (
     SUPPORTED_ENCODINGS,
     CameraImage,
     ImageBuffer,
     ImageFormatError,
-    decode_compressed_image,
     decode_raw_image,
 )
 from .flow_worker import CameraFrame
@@ -27,6 +33,17 @@ DATA_LENGTH = "data_length"
 INVALID_LAYOUT = "invalid_layout"
 DECODE_FAILED = "decode_failed"
 TOO_SMALL = "too_small"
+TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """The frame sizes the node accepts."""
+
+    min_side: int
+    """Smallest width and height the configured engine computes flow for."""
+    max_pixels: int
+    """Most pixels (width x height) per frame."""
 
 
 class MalformedFrameError(ValueError):
@@ -47,8 +64,10 @@ def raw_frame(
     step: int,
     is_bigendian: bool | int,
     data: ImageBuffer,
+    limits: FrameLimits,
 ) -> CameraFrame:
     """Decode the fields of a sensor_msgs/Image (no copy for plain 8-bit layouts)."""
+    _check_not_too_large(width, height, encoding, limits)
     try:
         image = decode_raw_image(encoding, height, width, step, is_bigendian, data)
     except ImageFormatError as error:
@@ -56,30 +75,59 @@ def raw_frame(
             _raw_reason(encoding, height, width, step, memoryview(data).nbytes),
             str(error),
         ) from error
-    return _frame(camera, stamp_ns, frame_id, encoding, image)
+    return _frame(camera, stamp_ns, frame_id, encoding, image, limits)
 
 
 def compressed_frame(
-    camera: str, stamp_ns: int, frame_id: str, format: str, data: ImageBuffer
+    camera: str,
+    stamp_ns: int,
+    frame_id: str,
+    format: str,
+    data: ImageBuffer,
+    limits: FrameLimits,
 ) -> CameraFrame:
-    """Decode the fields of a sensor_msgs/CompressedImage (JPEG, PNG, ...)."""
+    """Decode the fields of a sensor_msgs/CompressedImage (JPEG or PNG), sizes checked first."""
+    try:
+        width, height = compressed_image_size(format, data)
+    except ImageFormatError as error:
+        raise MalformedFrameError(DECODE_FAILED, str(error)) from error
+    _check_not_too_large(width, height, format, limits)
+    _check_not_too_small(width, height, format, limits)
     try:
         image = decode_compressed_image(format, data)
     except ImageFormatError as error:
         raise MalformedFrameError(DECODE_FAILED, str(error)) from error
-    return _frame(camera, stamp_ns, frame_id, format, image)
+    return _frame(camera, stamp_ns, frame_id, format, image, limits)
+
+
+def _check_not_too_large(width: int, height: int, encoding: str, limits: FrameLimits) -> None:
+    if width > 0 and height > 0 and width * height > limits.max_pixels:
+        raise MalformedFrameError(
+            TOO_LARGE,
+            f"{width}x{height} {encoding} image has {width * height} pixels, more than "
+            f"max_input_pixels = {limits.max_pixels}",
+        )
+
+
+def _check_not_too_small(width: int, height: int, encoding: str, limits: FrameLimits) -> None:
+    if min(width, height) < limits.min_side:
+        raise MalformedFrameError(
+            TOO_SMALL,
+            f"{width}x{height} {encoding} image is too small for the flow engine: both sides "
+            f"must be at least {limits.min_side} pixels",
+        )
 
 
 def _frame(
-    camera: str, stamp_ns: int, frame_id: str, encoding: str, image: CameraImage
+    camera: str,
+    stamp_ns: int,
+    frame_id: str,
+    encoding: str,
+    image: CameraImage,
+    limits: FrameLimits,
 ) -> CameraFrame:
     height, width = image.pixels.shape[:2]
-    if min(height, width) < MIN_FRAME_SIDE:
-        raise MalformedFrameError(
-            TOO_SMALL,
-            f"{width}x{height} {encoding} image is too small for optical flow: both sides "
-            f"must be at least {MIN_FRAME_SIDE} pixels",
-        )
+    _check_not_too_small(width, height, encoding, limits)
     return CameraFrame(
         camera=camera,
         stamp_ns=stamp_ns,

@@ -143,6 +143,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         integer_range=(1, 1000),
     ),
     ParameterSpec(
+        "max_input_pixels", 12_582_912,
+        "Frames with more pixels (width x height) are dropped as malformed: too_large "
+        "before anything is decoded or allocated. 12582912 = 4096x3072 covers 4K cameras.",
+        integer_range=(1, 268_435_456),
+    ),
+    ParameterSpec(
         "diagnostic_period", 1.0, "Seconds between /diagnostics messages.",
         float_range=(0.1, 60.0),
     ),
@@ -321,6 +327,7 @@ class NodeSettings:
     dis_preset: str
     num_threads: int | None
     queue_size: int
+    max_input_pixels: int
     diagnostic_period_s: float
     tracking: TrackerConfig | None
     vins_features: bool
@@ -390,6 +397,7 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
         dis_preset=get("dis_preset"),
         num_threads=num_threads or None,
         queue_size=get("queue_size"),
+        max_input_pixels=get("max_input_pixels"),
         diagnostic_period_s=get("diagnostic_period"),
         tracking=read_tracker_config(get),
         vins_features=bool(get("tracking.enabled")) and bool(get("tracking.vins_features")),

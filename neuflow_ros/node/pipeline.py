@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,14 +29,15 @@ from std_msgs.msg import Header
 
 from neuflow_ros.msg import OpticalFlow, TrackArray
 
-from ..flow.engine import EngineConfig, create_engine
+from ..flow.engine import EngineConfig, config_to_run, create_engine, min_input_side
 from ..imaging.flow_visualization import flow_to_rgb
 from ..imaging.image_conversion import flow_to_image_payload, rgb_to_image_payload
+from ..tracking.camera_model import CalibrationError, CameraModel, camera_model_from_info
 from .camera_stream import ResetReason
 from .diagnostics import DiagnosticThresholds, NodeHealth, WarningThrottle
 from .fastdds_profile import installed_fastdds, profile_is_set, profile_variables
 from .flow_worker import CameraFlow, CameraFrame, FlowWorker, WorkerSettings
-from .frame_intake import MalformedFrameError, compressed_frame, raw_frame
+from .frame_intake import FrameLimits, MalformedFrameError, compressed_frame, raw_frame
 from .frame_mailbox import FrameMailbox, MailboxClosedError
 from .parameters import (
     PARAMETERS,
@@ -50,7 +52,10 @@ from .track_outputs import TrackingSettings, TrackOutputs
 from .worker_thread import WorkerThread
 
 WARNING_PERIOD_S = 5.0
-"""At most one line per camera and malformed-frame or reset reason in this period."""
+"""At most one log line per camera and problem (malformed-frame reason, rejected
+camera_info reason, reset reason, worker failure) in this period; the rest are counted."""
+SIZE_MISMATCH = "size_mismatch"
+"""camera_info rejected because it describes images of another size than the camera sends."""
 
 _LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
@@ -176,10 +181,13 @@ class CameraPorts:
     """Topics and publishers of one camera."""
 
     image_topic: str
+    info_topic: str
     flow_publisher: Any
     vis_publisher: Any
-    camera_info: CameraInfo | None = None
-    """Latest calibration, for output publishers that need it (e.g. feature tracks)."""
+    camera_model: CameraModel | None = None
+    """Last calibration that passed every check, for outputs that need it (feature tracks)."""
+    image_size: tuple[int, int] | None = None
+    """(width, height) of the latest frame taken in, to check calibrations against."""
 
 
 class FlowPipeline:
@@ -202,6 +210,14 @@ class FlowPipeline:
         )
         self._vis_max_magnitude = runtime.flow_vis_max_magnitude
         self._warnings = WarningThrottle(WARNING_PERIOD_S)
+        self._traced_failures: set[tuple[str, str]] = set()
+        """(stage, exception type) whose traceback was logged once already."""
+        self._limits = FrameLimits(
+            min_side=min_input_side(
+                config_to_run(engine_config_from(settings), settings.allow_dis_fallback)
+            ),
+            max_pixels=settings.max_input_pixels,
+        )
         self._destroyers: list[Callable[[], Any]] = []
         """What close() calls to remove every publisher, subscription and timer made here."""
         self._image_subscriptions: list[Any] = []
@@ -243,11 +259,12 @@ class FlowPipeline:
             image_topic = f"{image_topic}/compressed"
         ports = CameraPorts(
             image_topic=image_topic,
+            info_topic=self._resolve(f"{prefix}camera_info"),
             flow_publisher=self._publisher(OpticalFlow, f"~/{prefix}flow", output_qos),
             vis_publisher=self._publisher(Image, f"~/{prefix}flow_vis", output_qos),
         )
         self._subscription(
-            CameraInfo, f"{prefix}camera_info", lambda msg: setattr(ports, "camera_info", msg),
+            CameraInfo, f"{prefix}camera_info", lambda msg: self._on_camera_info(camera, msg),
             _qos(self.settings.input_reliable, self.settings.input_depth),
         )
         return ports
@@ -300,9 +317,6 @@ class FlowPipeline:
         if hasattr(self._node, "resolve_topic_name"):
             return self._node.resolve_topic_name(topic)
         return topic
-
-    def camera_info(self, camera: str) -> CameraInfo | None:
-        return self._cameras[camera].camera_info
 
     # --- running --------------------------------------------------------------------------
 
@@ -373,7 +387,7 @@ class FlowPipeline:
         try:
             frame = raw_frame(
                 camera, stamp_ns(msg.header.stamp), msg.header.frame_id, msg.encoding,
-                msg.height, msg.width, msg.step, msg.is_bigendian, msg.data,
+                msg.height, msg.width, msg.step, msg.is_bigendian, msg.data, self._limits,
             )
         except MalformedFrameError as error:
             self._reject(camera, error)
@@ -384,7 +398,8 @@ class FlowPipeline:
         started = time.perf_counter()
         try:
             frame = compressed_frame(
-                camera, stamp_ns(msg.header.stamp), msg.header.frame_id, msg.format, msg.data
+                camera, stamp_ns(msg.header.stamp), msg.header.frame_id, msg.format, msg.data,
+                self._limits,
             )
         except MalformedFrameError as error:
             self._reject(camera, error)
@@ -395,6 +410,7 @@ class FlowPipeline:
         mailbox = self._mailbox
         if mailbox is None:
             return
+        self._cameras[frame.camera].image_size = (frame.width, frame.height)
         try:
             outcome = mailbox.put(frame.camera, frame)
         except MailboxClosedError:
@@ -406,11 +422,55 @@ class FlowPipeline:
     def _reject(self, camera: str, error: MalformedFrameError) -> None:
         now = time.monotonic()
         self.health.frame_malformed(camera, error.reason, str(error), now)
-        suppressed = self._warnings.admit((camera, error.reason), now)
-        if suppressed is not None:
-            topic = self._cameras[camera].image_topic
-            more = f" ({suppressed} more since the last warning)" if suppressed else ""
-            self._node.get_logger().warning(f"dropping malformed frame on {topic}: {error}{more}")
+        topic = self._cameras[camera].image_topic
+        line = self._throttled(
+            (camera, error.reason), now, f"dropping malformed frame on {topic}: {error}"
+        )
+        if line is not None:
+            self._node.get_logger().warning(line)
+
+    def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
+        """Check a calibration at the door: a bad one must not reach the tracker."""
+        ports = self._cameras[camera]
+        try:
+            model = camera_model_from_info(msg)
+        except CalibrationError as error:
+            self._reject_calibration(camera, error.reason, str(error))
+            return
+        size = ports.image_size
+        if size is not None and (model.width, model.height) != size:
+            self._reject_calibration(
+                camera, SIZE_MISMATCH,
+                f"it describes {model.width}x{model.height} images (width {msg.width}, height "
+                f"{msg.height}, binning {msg.binning_x}x{msg.binning_y}, roi "
+                f"{msg.roi.width}x{msg.roi.height}+{msg.roi.x_offset}+{msg.roi.y_offset}) "
+                f"but {ports.image_topic} sends {size[0]}x{size[1]}",
+            )
+            return
+        ports.camera_model = model
+
+    def _reject_calibration(self, camera: str, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        self.health.camera_info_rejected(camera, reason, detail, now)
+        ports = self._cameras[camera]
+        kept = "the last good one" if ports.camera_model is not None else "none yet"
+        line = self._throttled(
+            (camera, "camera_info", reason), now,
+            f"ignoring camera_info on {ports.info_topic} ({reason}): {detail}; calibration in "
+            f"use: {kept}",
+        )
+        if line is not None:
+            self._node.get_logger().warning(line)
+
+    def _throttled(self, key: object, now: float, message: str) -> str | None:
+        """The line to log, at most one per key and WARNING_PERIOD_S; None to stay quiet.
+
+        The callers log it themselves: rclpy refuses two severities from one call site.
+        """
+        suppressed = self._warnings.admit(key, now)
+        if suppressed is None:
+            return None
+        return message + (f" ({suppressed} more since the last one)" if suppressed else "")
 
     # --- worker side ----------------------------------------------------------------------
 
@@ -443,7 +503,13 @@ class FlowPipeline:
                 self.health.visualization_published(flow.camera)
             tracking_s = None
             if self._tracks is not None:
-                tracking_s = self._tracks.publish(flow, header, previous_stamp, ports.camera_info)
+                try:
+                    tracking_s = self._tracks.publish(
+                        flow, header, previous_stamp, ports.camera_model
+                    )
+                except Exception as error:
+                    # The flow went out: count it, and let the tracks fail on their own.
+                    self.worker_exception("tracking", error, traceback.format_exc())
             publish_s = time.perf_counter() - started - (tracking_s or 0.0)
             latency_s = (self._node.get_clock().now().nanoseconds - flow.current.stamp_ns) / 1e9
             self.health.flow_published(
@@ -469,22 +535,34 @@ class FlowPipeline:
 
     def stream_reset(self, camera: str, reason: ResetReason, detail: str) -> None:
         self.health.stream_reset(camera, reason.value)
-        suppressed = self._warnings.admit((camera, reason), time.monotonic())
-        if suppressed is not None:
-            more = f" ({suppressed} more since the last one)" if suppressed else ""
-            self._node.get_logger().info(
-                f"{self._cameras[camera].image_topic}: restarting flow ({detail}); "
-                f"no flow across this frame{more}"
-            )
+        line = self._throttled(
+            (camera, "reset", reason), time.monotonic(),
+            f"{self._cameras[camera].image_topic}: restarting flow ({detail}); "
+            "no flow across this frame",
+        )
+        if line is not None:
+            self._node.get_logger().info(line)
 
     def inference_done(self, pairs: int, seconds: float) -> None:
         self.health.inference_done(time.monotonic(), seconds)
 
     def worker_exception(self, stage: str, error: BaseException, trace: str) -> None:
+        """Counted every time; the traceback is logged once per stage and exception type,
+        then one line per WARNING_PERIOD_S, so a failure on every frame cannot flood the log."""
         if not self._node.context.ok():
             return  # shutting down under the worker: publishing fails, nothing is wrong
-        self.health.worker_exception(time.monotonic(), f"{stage}: {error}")
-        self._node.get_logger().error(f"flow worker failed during {stage}, continuing:\n{trace}")
+        now = time.monotonic()
+        self.health.worker_exception(now, f"{stage}: {error}")
+        kind = (stage, type(error).__name__)
+        first = kind not in self._traced_failures
+        self._traced_failures.add(kind)
+        line = self._throttled(
+            ("worker", kind), now,
+            f"flow worker failed during {stage}, continuing: {type(error).__name__}: {error}"
+            + (f"\n{trace}" if first else ""),
+        )
+        if line is not None:
+            self._node.get_logger().error(line)
 
     # --- diagnostics ----------------------------------------------------------------------
 

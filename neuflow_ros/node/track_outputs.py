@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point32
-from sensor_msgs.msg import CameraInfo, ChannelFloat32, PointCloud
+from sensor_msgs.msg import ChannelFloat32, PointCloud
 from std_msgs.msg import Header
 
 from neuflow_ros.msg import Track, TrackArray
@@ -108,19 +108,13 @@ class CameraTracking:
         self.tracker = FeatureTracker(config)
         self.trails = TrackTrails()
         self._tracked_stamp_ns: int | None = None
-        self._camera_info: CameraInfo | None = None
         self.camera_model: CameraModel | None = None
 
-    def use_calibration(self, info: CameraInfo | None) -> None:
-        """Rebuild the camera model only when a different CameraInfo arrived."""
-        if info is None or info is self._camera_info:
-            return
-        self._camera_info = info
-        self.camera_model = CameraModel.from_camera_info(
-            info.distortion_model, list(info.d), list(info.k), info.width, info.height,
-            p=list(info.p), r=list(info.r),
-        )
-        self.tracker.set_camera_model(self.camera_model)
+    def use_calibration(self, model: CameraModel | None) -> None:
+        """None: no normalized coordinates (NaN) until a model for these images arrives."""
+        if model is not self.camera_model:
+            self.camera_model = model
+            self.tracker.set_camera_model(model)
 
     def advance(self, flow: CameraFlow) -> tuple[TrackSet, float]:
         """Tracks on flow.current, and the seconds the tracker itself took.
@@ -171,20 +165,27 @@ class TrackOutputs:
         self._cameras = {camera: CameraTracking(config) for camera in publishers}
 
     def publish(self, flow: CameraFlow, header: Header, previous_stamp: Time,
-                camera_info: CameraInfo | None) -> float:
+                camera_model: CameraModel | None) -> float:
         """Advance one camera's tracks to flow.current and publish them.
 
-        Returns the tracker's own time, which diagnostics report apart from the
-        node's overhead. The tracker runs even when nobody listens, so tracks
-        keep their ids and ages for a subscriber that comes later; only the
-        messages nobody would receive are not built.
+        ``camera_model`` is the last calibration the node accepted; it is used
+        only for frames of the size it describes. Returns the tracker's own
+        time, which diagnostics report apart from the node's overhead. The
+        tracker runs even when nobody listens, so tracks keep their ids and
+        ages for a subscriber that comes later; only the messages nobody would
+        receive are not built.
         """
         tracking = self._cameras[flow.camera]
-        tracking.use_calibration(camera_info)
-        if camera_info is None:
+        if camera_model is not None and (
+            (camera_model.width, camera_model.height) != flow.result.input_size
+        ):
+            camera_model = None
+        tracking.use_calibration(camera_model)
+        if camera_model is None:
             self._warn_once(
                 flow.camera,
-                "no camera_info received: normalized track coordinates are NaN"
+                "no usable camera_info (none received, or none that passed the checks and "
+                "matches the image size): normalized track coordinates are NaN"
                 + (" and ~/features is not published" if self._settings.vins_features else ""),
             )
         tracks, tracker_s = tracking.advance(flow)

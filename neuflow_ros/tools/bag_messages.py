@@ -21,7 +21,6 @@ from neuflow_ros.imaging.image_conversion import (
     flow_to_image_payload,
     rgb_to_image_payload,
 )
-from neuflow_ros.tracking.camera_model import CameraModel
 from neuflow_ros.tracking.tracker import TrackSet
 
 TIME_TYPE = "builtin_interfaces/msg/Time"
@@ -56,14 +55,6 @@ def image_frame(message: Any, msgtype: str, name: str) -> SourceFrame:
         return decode_compressed_image(message.format, message.data)
 
     return SourceFrame(stamp, name, message.format, decode_compressed)
-
-
-def camera_model_from_info(message: Any) -> CameraModel:
-    """Calibration from a deserialized CameraInfo (ValueError when unusable)."""
-    return CameraModel.from_camera_info(
-        message.distortion_model, message.d, message.k, message.width, message.height,
-        p=message.p, r=message.r,
-    )
 
 
 class ResultMessages:

@@ -31,11 +31,11 @@ from neuflow_ros.tools.bag_messages import (
     OPTICAL_FLOW_TYPE,
     TRACK_ARRAY_TYPE,
     ResultMessages,
-    camera_model_from_info,
     image_frame,
 )
 from neuflow_ros.tools.offline_pipeline import OfflineFlowPipeline
 from neuflow_ros.tools.progress_report import ProgressReport
+from neuflow_ros.tracking.camera_model import camera_model_from_info
 
 
 @dataclass(frozen=True)
