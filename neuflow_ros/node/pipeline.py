@@ -186,6 +186,8 @@ class CameraPorts:
     vis_publisher: Any
     camera_model: CameraModel | None = None
     """Last calibration that passed every check, for outputs that need it (feature tracks)."""
+    unchecked_model: CameraModel | None = None
+    """A calibration that arrived before any image: its size is checked at the first one."""
     image_size: tuple[int, int] | None = None
     """(width, height) of the latest frame taken in, to check calibrations against."""
 
@@ -410,7 +412,11 @@ class FlowPipeline:
         mailbox = self._mailbox
         if mailbox is None:
             return
-        self._cameras[frame.camera].image_size = (frame.width, frame.height)
+        ports = self._cameras[frame.camera]
+        ports.image_size = (frame.width, frame.height)
+        if ports.unchecked_model is not None:
+            model, ports.unchecked_model = ports.unchecked_model, None
+            self._accept_calibration(frame.camera, model)
         try:
             outcome = mailbox.put(frame.camera, frame)
         except MailboxClosedError:
@@ -437,13 +443,19 @@ class FlowPipeline:
         except CalibrationError as error:
             self._reject_calibration(camera, error.reason, str(error))
             return
+        if ports.image_size is None:
+            ports.unchecked_model = model
+        else:
+            self._accept_calibration(camera, model)
+
+    def _accept_calibration(self, camera: str, model: CameraModel) -> None:
+        """Use ``model`` if it describes the images the camera sends, else count it."""
+        ports = self._cameras[camera]
         size = ports.image_size
         if size is not None and (model.width, model.height) != size:
             self._reject_calibration(
                 camera, SIZE_MISMATCH,
-                f"it describes {model.width}x{model.height} images (width {msg.width}, height "
-                f"{msg.height}, binning {msg.binning_x}x{msg.binning_y}, roi "
-                f"{msg.roi.width}x{msg.roi.height}+{msg.roi.x_offset}+{msg.roi.y_offset}) "
+                f"it describes {model.width}x{model.height} images (after binning and ROI) "
                 f"but {ports.image_topic} sends {size[0]}x{size[1]}",
             )
             return
