@@ -7,12 +7,11 @@ pixels are the images the test encoded, never the decoder's own output.
 from __future__ import annotations
 
 import array
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+from damaged_images import damage_scan, png_bomb
 
 from neuflow_ros.imaging.compressed_image import compressed_image_size, decode_compressed_image
 from neuflow_ros.imaging.image_conversion import ImageFormatError
@@ -25,28 +24,6 @@ def encode(extension: str, image: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(extension, np.ascontiguousarray(image))
     assert ok
     return encoded.tobytes()
-
-
-def damage_scan(jpeg: bytes) -> bytes:
-    """Overwrite 16 bytes in the middle of the entropy-coded scan (after the SOS marker)."""
-    start_of_scan = jpeg.find(b"\xff\xda")
-    middle = (start_of_scan + len(jpeg)) // 2
-    damaged = bytearray(jpeg)
-    damaged[middle : middle + 16] = bytes(range(0x10, 0x20))
-    return bytes(damaged)
-
-
-def png_of_size(width: int, height: int) -> bytes:
-    """A valid, tiny PNG that declares width x height gray pixels (all zero rows)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + body))
-        return struct.pack(">I", len(body)) + kind + body + crc
-
-    rows = zlib.compress(bytes(width + 1) * height, 9)
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +73,7 @@ def test_png_with_a_damaged_chunk_or_cut_short_is_an_error(bgr):
 def test_sizes_come_from_the_headers_without_decoding(bgr):
     assert compressed_image_size("jpeg", encode(".jpg", bgr)) == (WIDTH, HEIGHT)
     assert compressed_image_size("png", encode(".png", bgr)) == (WIDTH, HEIGHT)
-    bomb = png_of_size(10000, 10000)
+    bomb = png_bomb(10000, 10000)
     assert len(bomb) < 100_000
     assert compressed_image_size("png", bomb) == (10000, 10000)
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import struct
 import time
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+from damaged_images import damage_scan, png_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from neuflow_ros.msg import OpticalFlow, TrackArray
@@ -294,15 +293,11 @@ def test_frames_below_the_backends_minimum_are_too_small_and_flow_recovers(raw):
     sizes = [(8, 8), (11, 11), (400, 8), (400, 26), (31, 200)]
     for width, height in sizes:
         front.images.publish(rgb_msg(textured_image(width, height), next_stamp()))
-    first, second = send_pair(front, watcher)
-    assert_correct_flow_from(front, first, second)
+    assert_survived(node, watcher, front, send_pair(front, watcher))
     watcher.wait_until(
         lambda _: front.count(watcher, "malformed: too_small") == before + len(sizes), TIMEOUT_S
     )
     assert front.count(watcher, "malformed: too_small") == before + len(sizes)
-    assert watcher.engine()[2]["worker exceptions"] == "0"
-    assert node.process.poll() is None
-    assert_quiet_log(node)
     assert len(log_lines(node, "too small for the flow engine")) <= 2
 
 
@@ -348,29 +343,6 @@ def jpeg_of(rgb: np.ndarray) -> bytes:
                                [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
     return encoded.tobytes()
-
-
-def damage_scan(jpeg: bytes) -> bytes:
-    """Overwrite 16 bytes in the middle of the entropy-coded data: libjpeg only warns."""
-    start_of_scan = jpeg.find(b"\xff\xda")
-    middle = (start_of_scan + len(jpeg)) // 2
-    damaged = bytearray(jpeg)
-    damaged[middle : middle + 16] = bytes(range(0x10, 0x20))
-    return bytes(damaged)
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid gray PNG of width x height zeros: tiny on the wire, huge once decoded."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + body))
-        return struct.pack(">I", len(body)) + kind + body + crc
-
-    compressor = zlib.compressobj(9)
-    row = bytes(width + 1)
-    rows = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 def compressed_msg(data: bytes, stamp_value: int, format: str = "jpeg") -> CompressedImage:
@@ -482,6 +454,14 @@ def account_for(camera: Camera, watcher: DiagnosticsWatcher, sent: int, before: 
     return report
 
 
+def assert_survived(node, watcher, camera: Camera, pair: tuple[int, int]) -> None:
+    """Still running, no worker failure, a quiet log, and correct flow for the pair just sent."""
+    assert_correct_flow_from(camera, *pair)
+    assert node.process.poll() is None
+    assert watcher.engine()[2]["worker exceptions"] == "0"
+    assert_quiet_log(node)
+
+
 def counters(camera: Camera, watcher: DiagnosticsWatcher) -> dict:
     return {"received": camera.count(watcher, "frames received"),
             "malformed": camera.count(watcher, "malformed frames")}
@@ -498,11 +478,7 @@ def test_fuzzed_raw_images_are_all_accounted_for_and_flow_recovers(raw, messages
         front.images.publish(image_msg(data, encoding, width, height, step, next_stamp(),
                                        is_bigendian=bigendian))
     account_for(front, watcher, len(messages), before)
-    first, second = send_pair(front, watcher)
-    assert_correct_flow_from(front, first, second)
-    assert node.process.poll() is None
-    assert watcher.engine()[2]["worker exceptions"] == "0"
-    assert_quiet_log(node)
+    assert_survived(node, watcher, front, send_pair(front, watcher))
 
 
 @st.composite
@@ -539,8 +515,4 @@ def test_fuzzed_compressed_images_are_all_accounted_for_and_flow_recovers(compre
     for format, data in payloads:
         camera.images.publish(compressed_msg(data, next_stamp(), format=format))
     account_for(camera, watcher, len(payloads), before)
-    first, second = send_compressed_pair(camera, watcher)
-    assert_correct_flow_from(camera, first, second)
-    assert node.process.poll() is None
-    assert watcher.engine()[2]["worker exceptions"] == "0"
-    assert_quiet_log(node)
+    assert_survived(node, watcher, camera, send_compressed_pair(camera, watcher))
