@@ -210,9 +210,18 @@ def flood_case(node: NodeUnderTest, extra, seconds: float) -> dict:
     }
 
 
+class Results(dict):
+    """Case name -> numbers, printed as each case finishes (a later case may take minutes)."""
+
+    def __setitem__(self, case: str, numbers: object) -> None:
+        super().__setitem__(case, numbers)
+        print(f"{case}: {numbers}", flush=True)
+
+
 def run(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="bench_faults_"))
-    results: dict = {"machine_load_1min": os.getloadavg()[0]}
+    results = Results()
+    results["machine load (1 min) at start"] = os.getloadavg()[0]
     huge = np.random.default_rng(0).integers(0, 256, (6000, 8000), dtype=np.uint8).tobytes()
     bomb = png_bomb(10_000, 10_000)
     for label, limit in (("default_limit", None), ("no_limit", 268_435_456)):
@@ -261,8 +270,6 @@ def main() -> None:
     parser.add_argument("--flood-s", type=float, default=20.0)
     args = parser.parse_args()
     results = run(args)
-    for case, numbers in results.items():
-        print(f"{case}: {numbers}")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "bench_faults.json").write_text(json.dumps(results, indent=2))

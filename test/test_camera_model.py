@@ -7,10 +7,10 @@ and mapped through K; undistortion must recover them.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from calibration_infos import camera_info
 
 from neuflow_ros.tracking.camera_model import CalibrationError, CameraModel, camera_model_from_info
 
@@ -125,18 +125,6 @@ def test_invalid_camera_info_raises_with_a_reason(arguments, message, reason) ->
     with pytest.raises(CalibrationError, match=message) as raised:
         CameraModel.from_camera_info(model_name, d, k, WIDTH, HEIGHT)
     assert raised.value.reason == reason
-
-
-def camera_info(binning=(0, 0), roi=(0, 0, 0, 0), width=WIDTH, height=HEIGHT):
-    """A CameraInfo-shaped object (field names as in sensor_msgs/CameraInfo)."""
-    k = np.array(K)
-    return SimpleNamespace(
-        distortion_model="plumb_bob", d=[0.0] * 5, k=k, width=width, height=height,
-        p=[FX, 0.0, CX, 0.0, 0.0, FY, CY, 0.0, 0.0, 0.0, 1.0, 0.0],
-        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-        binning_x=binning[0], binning_y=binning[1],
-        roi=SimpleNamespace(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3]),
-    )
 
 
 def test_binning_and_roi_describe_the_smaller_images_as_image_geometry_does() -> None:

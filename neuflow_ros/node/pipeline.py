@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -32,7 +32,8 @@ from neuflow_ros.msg import OpticalFlow, TrackArray
 from ..flow.engine import EngineConfig, config_to_run, create_engine, min_input_side
 from ..imaging.flow_visualization import flow_to_rgb
 from ..imaging.image_conversion import flow_to_image_payload, rgb_to_image_payload
-from ..tracking.camera_model import CalibrationError, CameraModel, camera_model_from_info
+from ..tracking.camera_model import CalibrationError
+from .calibration_gate import CalibrationGate
 from .camera_stream import ResetReason
 from .diagnostics import DiagnosticThresholds, NodeHealth, WarningThrottle
 from .fastdds_profile import installed_fastdds, profile_is_set, profile_variables
@@ -54,8 +55,6 @@ from .worker_thread import WorkerThread
 WARNING_PERIOD_S = 5.0
 """At most one log line per camera and problem (malformed-frame reason, rejected
 camera_info reason, reset reason, worker failure) in this period; the rest are counted."""
-SIZE_MISMATCH = "size_mismatch"
-"""camera_info rejected because it describes images of another size than the camera sends."""
 
 _LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
@@ -184,12 +183,8 @@ class CameraPorts:
     info_topic: str
     flow_publisher: Any
     vis_publisher: Any
-    camera_model: CameraModel | None = None
-    """Last calibration that passed every check, for outputs that need it (feature tracks)."""
-    unchecked_model: CameraModel | None = None
-    """A calibration that arrived before any image: its size is checked at the first one."""
-    image_size: tuple[int, int] | None = None
-    """(width, height) of the latest frame taken in, to check calibrations against."""
+    calibration: CalibrationGate = field(default_factory=CalibrationGate)
+    """The last calibration that passed every check, for the feature tracks."""
 
 
 class FlowPipeline:
@@ -412,11 +407,11 @@ class FlowPipeline:
         mailbox = self._mailbox
         if mailbox is None:
             return
-        ports = self._cameras[frame.camera]
-        ports.image_size = (frame.width, frame.height)
-        if ports.unchecked_model is not None:
-            model, ports.unchecked_model = ports.unchecked_model, None
-            self._accept_calibration(frame.camera, model)
+        rejection = self._cameras[frame.camera].calibration.image_arrived(
+            frame.width, frame.height
+        )
+        if rejection is not None:
+            self._reject_calibration(frame.camera, rejection)
         try:
             outcome = mailbox.put(frame.camera, frame)
         except MailboxClosedError:
@@ -437,39 +432,19 @@ class FlowPipeline:
 
     def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
         """Check a calibration at the door: a bad one must not reach the tracker."""
-        ports = self._cameras[camera]
-        try:
-            model = camera_model_from_info(msg)
-        except CalibrationError as error:
-            self._reject_calibration(camera, error.reason, str(error))
-            return
-        if ports.image_size is None:
-            ports.unchecked_model = model
-        else:
-            self._accept_calibration(camera, model)
+        rejection = self._cameras[camera].calibration.offer(msg)
+        if rejection is not None:
+            self._reject_calibration(camera, rejection)
 
-    def _accept_calibration(self, camera: str, model: CameraModel) -> None:
-        """Use ``model`` if it describes the images the camera sends, else count it."""
-        ports = self._cameras[camera]
-        size = ports.image_size
-        if size is not None and (model.width, model.height) != size:
-            self._reject_calibration(
-                camera, SIZE_MISMATCH,
-                f"it describes {model.width}x{model.height} images (after binning and ROI) "
-                f"but {ports.image_topic} sends {size[0]}x{size[1]}",
-            )
-            return
-        ports.camera_model = model
-
-    def _reject_calibration(self, camera: str, reason: str, detail: str) -> None:
+    def _reject_calibration(self, camera: str, rejection: CalibrationError) -> None:
         now = time.monotonic()
-        self.health.camera_info_rejected(camera, reason, detail, now)
+        self.health.camera_info_rejected(camera, rejection.reason, str(rejection), now)
         ports = self._cameras[camera]
-        kept = "the last good one" if ports.camera_model is not None else "none yet"
+        kept = "the last good one" if ports.calibration.model is not None else "none yet"
         line = self._throttled(
-            (camera, "camera_info", reason), now,
-            f"ignoring camera_info on {ports.info_topic} ({reason}): {detail}; calibration in "
-            f"use: {kept}",
+            (camera, "camera_info", rejection.reason), now,
+            f"ignoring camera_info on {ports.info_topic} ({rejection.reason}): {rejection}; "
+            f"calibration in use: {kept}",
         )
         if line is not None:
             self._node.get_logger().warning(line)
@@ -517,7 +492,7 @@ class FlowPipeline:
             if self._tracks is not None:
                 try:
                     tracking_s = self._tracks.publish(
-                        flow, header, previous_stamp, ports.camera_model
+                        flow, header, previous_stamp, ports.calibration.model
                     )
                 except Exception as error:
                     # The flow went out: count it, and let the tracks fail on their own.
