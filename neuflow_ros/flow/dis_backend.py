@@ -25,9 +25,10 @@ DIS_PRESETS = {
 }
 
 DIS_MIN_SIDE = {"ultrafast": 32, "fast": 32, "medium": 16}
-"""Smallest grid side each preset computes. Measured with OpenCV 5.0 over every
-size with one side from 1 to 8000: below these, DIS raises for some sizes and
-crashes the process (segmentation fault) for others, e.g. 400x26 with 'fast'."""
+"""Smallest grid side each preset computes. Measured with OpenCV 5.0, each size in
+a fresh process: below these, DIS raises for some shapes and crashes the process
+(segmentation fault) for others, e.g. 400x26 with 'fast'; with the shorter side
+at the minimum, every longer side up to 600 and in steps of 97 up to 8000 works."""
 
 _MAX_CACHED_SOLVERS = 8
 _MAX_CACHED_SOLVER_PIXELS = 16_000_000
