@@ -10,6 +10,7 @@ from neuflow_ros.node.diagnostics import (
     WARN,
     DiagnosticThresholds,
     EventWindow,
+    FailureLog,
     NodeHealth,
     WarningThrottle,
 )
@@ -215,6 +216,22 @@ def test_warning_throttle_is_per_key_and_counts_suppressed():
     assert throttle.admit(("down", "data_length"), 2.0) == 0
     assert throttle.admit(("front", "zero_size"), 2.0) == 0
     assert throttle.admit(("front", "data_length"), 5.5) == 2
+
+
+def test_a_failure_on_every_frame_logs_one_traceback_then_a_line_per_period():
+    failures = FailureLog(WarningThrottle(period_s=5.0))
+    lines = []
+    for frame in range(30 * 60):  # a minute at 30 Hz
+        now = frame / 30.0
+        for stage, error in (("compute", ValueError("bad frame")), ("publish", KeyError("x"))):
+            line = failures.line(stage, error, f"Traceback (most recent call last): {stage}", now)
+            if line is not None:
+                lines.append(line)
+    assert len(lines) == 2 * 12  # per kind: one per 5 s
+    tracebacks = [line for line in lines if "Traceback" in line]
+    assert len(tracebacks) == 2 and all(line in lines[:2] for line in tracebacks)
+    assert lines[2].endswith("(149 more since the last one)")
+    assert "during compute, continuing: ValueError: bad frame" in lines[0]
 
 
 def test_tracking_time_is_reported_apart_from_publish_time():

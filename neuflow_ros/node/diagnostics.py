@@ -471,3 +471,37 @@ class WarningThrottle:
                 return None
             self._last_s[key] = now_s
             return self._suppressed.pop(key, 0)
+
+    def line(self, key: object, now_s: float, message: str) -> str | None:
+        """``message`` with the count of suppressed repeats, or None to stay quiet.
+
+        The caller logs it: rclpy refuses two severities from one call site, so
+        a shared logging helper would break.
+        """
+        suppressed = self.admit(key, now_s)
+        if suppressed is None:
+            return None
+        return message + (f" ({suppressed} more since the last one)" if suppressed else "")
+
+
+class FailureLog:
+    """Log lines for exceptions that may repeat on every frame.
+
+    The traceback is what a developer needs, once; a robot's log needs to know
+    the failure goes on, not the same 20 lines 30 times a second. So each
+    (stage, exception type) gets its traceback the first time, then one line
+    per throttle period with the count of repeats.
+    """
+
+    def __init__(self, throttle: WarningThrottle) -> None:
+        self._throttle = throttle
+        self._traced: set[tuple[str, str]] = set()
+
+    def line(self, stage: str, error: BaseException, trace: str, now_s: float) -> str | None:
+        kind = (stage, type(error).__name__)
+        first = kind not in self._traced
+        self._traced.add(kind)
+        message = f"flow worker failed during {stage}, continuing: {kind[1]}: {error}"
+        if first:
+            message += f"\n{trace}"
+        return self._throttle.line(("failure", kind), now_s, message)

@@ -35,7 +35,7 @@ from ..imaging.image_conversion import flow_to_image_payload, rgb_to_image_paylo
 from ..tracking.camera_model import CalibrationError
 from .calibration_gate import CalibrationGate
 from .camera_stream import ResetReason
-from .diagnostics import DiagnosticThresholds, NodeHealth, WarningThrottle
+from .diagnostics import DiagnosticThresholds, FailureLog, NodeHealth, WarningThrottle
 from .fastdds_profile import installed_fastdds, profile_is_set, profile_variables
 from .flow_worker import CameraFlow, CameraFrame, FlowWorker, WorkerSettings
 from .frame_intake import FrameLimits, MalformedFrameError, compressed_frame, raw_frame
@@ -207,8 +207,7 @@ class FlowPipeline:
         )
         self._vis_max_magnitude = runtime.flow_vis_max_magnitude
         self._warnings = WarningThrottle(WARNING_PERIOD_S)
-        self._traced_failures: set[tuple[str, str]] = set()
-        """(stage, exception type) whose traceback was logged once already."""
+        self._failures = FailureLog(self._warnings)
         self._limits = FrameLimits(
             min_side=min_input_side(
                 config_to_run(engine_config_from(settings), settings.allow_dis_fallback)
@@ -424,7 +423,7 @@ class FlowPipeline:
         now = time.monotonic()
         self.health.frame_malformed(camera, error.reason, str(error), now)
         topic = self._cameras[camera].image_topic
-        line = self._throttled(
+        line = self._warnings.line(
             (camera, error.reason), now, f"dropping malformed frame on {topic}: {error}"
         )
         if line is not None:
@@ -441,7 +440,7 @@ class FlowPipeline:
         self.health.camera_info_rejected(camera, rejection.reason, str(rejection), now)
         ports = self._cameras[camera]
         kept = "the last good one" if ports.calibration.model is not None else "none yet"
-        line = self._throttled(
+        line = self._warnings.line(
             (camera, "camera_info", rejection.reason), now,
             f"ignoring camera_info on {ports.info_topic} ({rejection.reason}): {rejection}; "
             f"calibration in use: {kept}",
@@ -449,15 +448,6 @@ class FlowPipeline:
         if line is not None:
             self._node.get_logger().warning(line)
 
-    def _throttled(self, key: object, now: float, message: str) -> str | None:
-        """The line to log, at most one per key and WARNING_PERIOD_S; None to stay quiet.
-
-        The callers log it themselves: rclpy refuses two severities from one call site.
-        """
-        suppressed = self._warnings.admit(key, now)
-        if suppressed is None:
-            return None
-        return message + (f" ({suppressed} more since the last one)" if suppressed else "")
 
     # --- worker side ----------------------------------------------------------------------
 
@@ -522,7 +512,7 @@ class FlowPipeline:
 
     def stream_reset(self, camera: str, reason: ResetReason, detail: str) -> None:
         self.health.stream_reset(camera, reason.value)
-        line = self._throttled(
+        line = self._warnings.line(
             (camera, "reset", reason), time.monotonic(),
             f"{self._cameras[camera].image_topic}: restarting flow ({detail}); "
             "no flow across this frame",
@@ -534,20 +524,12 @@ class FlowPipeline:
         self.health.inference_done(time.monotonic(), seconds)
 
     def worker_exception(self, stage: str, error: BaseException, trace: str) -> None:
-        """Counted every time; the traceback is logged once per stage and exception type,
-        then one line per WARNING_PERIOD_S, so a failure on every frame cannot flood the log."""
+        """Counted every time, logged as FailureLog decides (no traceback per frame)."""
         if not self._node.context.ok():
             return  # shutting down under the worker: publishing fails, nothing is wrong
         now = time.monotonic()
         self.health.worker_exception(now, f"{stage}: {error}")
-        kind = (stage, type(error).__name__)
-        first = kind not in self._traced_failures
-        self._traced_failures.add(kind)
-        line = self._throttled(
-            ("worker", kind), now,
-            f"flow worker failed during {stage}, continuing: {type(error).__name__}: {error}"
-            + (f"\n{trace}" if first else ""),
-        )
+        line = self._failures.line(stage, error, trace, now)
         if line is not None:
             self._node.get_logger().error(line)
 
