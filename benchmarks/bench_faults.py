@@ -32,6 +32,7 @@ import numpy as np
 import rclpy
 import rclpy.executors
 from neuflow_ros.msg import OpticalFlow
+from rclpy.duration import Duration
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -44,7 +45,7 @@ from damaged_images import damage_scan, png_bomb
 
 WIDTH, HEIGHT, RATE_HZ = 640, 480, 30.0
 SHIFT = (1.0, 0.5)
-RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
                       reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -175,6 +176,10 @@ def huge_frame_case(node: NodeUnderTest, publish_huge) -> dict:
     injected_at = time.monotonic()
     huge_stamp = node.stamp()
     publish_huge(huge_stamp)
+    # Until the node has it: otherwise the camera's next frames may push a frame this
+    # large out of the writer's history before DDS has delivered all of its fragments.
+    if not node.images.wait_for_all_acked(Duration(seconds=30)):
+        raise RuntimeError("the huge frame was not delivered")
     published_s = time.monotonic() - injected_at
     node.stream(20.0)
     after = [flow for flow in node.flows if flow[0] >= injected_at]
