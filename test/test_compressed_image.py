@@ -7,6 +7,7 @@ pixels are the images the test encoded, never the decoder's own output.
 from __future__ import annotations
 
 import array
+import sys
 
 import cv2
 import numpy as np
@@ -85,3 +86,10 @@ def test_size_of_anything_but_jpeg_or_png_is_an_error(bgr):
         compressed_image_size("jpeg", b"\xff\xd8\xff" + bytes(20))
     with pytest.raises(ImageFormatError, match="PNG too short"):
         compressed_image_size("png", b"\x89PNG\r\n\x1a\n")
+
+
+def test_without_simplejpeg_jpeg_is_a_clear_error_and_png_still_decodes(monkeypatch, bgr):
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)  # makes importing it fail
+    with pytest.raises(ImageFormatError, match=r"pip install simplejpeg"):
+        decode_compressed_image("jpeg", encode(".jpg", bgr))
+    np.testing.assert_array_equal(decode_compressed_image("png", encode(".png", bgr)).pixels, bgr)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from neuflow_ros.node import parameters
 from neuflow_ros.node.parameters import (
     PARAMETERS,
     ConfigurationError,
@@ -95,6 +96,13 @@ def test_defaults_give_one_unnamed_dis_camera():
 def test_impossible_values_name_the_parameter(overrides, named):
     with pytest.raises(ConfigurationError, match=named.replace(".", r"\.")):
         _settings(**overrides)
+
+
+def test_compressed_transport_without_the_jpeg_decoder_is_refused_at_start_up(monkeypatch):
+    monkeypatch.setattr(parameters, "jpeg_decoder_available", lambda: False)
+    assert _settings().transport == "raw"  # raw cameras do not need it
+    with pytest.raises(ConfigurationError, match="'transport' compressed needs the simplejpeg"):
+        _settings(transport="compressed")
 
 
 def test_camera_names():

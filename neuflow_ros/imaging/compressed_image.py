@@ -14,16 +14,19 @@ Two things a camera link gets wrong are handled here rather than hoped away:
   refuse the frame before a single pixel buffer exists.
 
 Other formats (BMP, TIFF, ... in image folders) are decoded by OpenCV as before.
+simplejpeg is imported on first use, so raw cameras and PNG need no more than
+OpenCV; the node refuses transport 'compressed' at start-up without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import zlib
+from types import ModuleType
 
 import cv2
 import numpy as np
-import simplejpeg
 
 from neuflow_ros.imaging.image_conversion import (
     CameraImage,
@@ -37,6 +40,20 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_CHUNK_HEADER = struct.Struct(">I4s")
 _PNG_CRC = struct.Struct(">I")
 _PNG_IHDR_SIZE = struct.Struct(">II")
+
+
+def jpeg_decoder_available() -> bool:
+    """True when simplejpeg, the strict JPEG decoder, can be imported."""
+    return importlib.util.find_spec("simplejpeg") is not None
+
+
+def _simplejpeg() -> ModuleType:
+    try:
+        return importlib.import_module("simplejpeg")
+    except ImportError as error:
+        raise ImageFormatError(
+            "decoding JPEG strictly needs simplejpeg: pip install simplejpeg==1.9.0"
+        ) from error
 
 
 def compressed_image_size(format: str, data: ImageBuffer) -> tuple[int, int]:
@@ -98,7 +115,7 @@ def _channel_order_of_compressed(format: str) -> str:
 def _jpeg_header(format: str, encoded: bytes) -> tuple[int, int, str]:
     """(height, width, colorspace) as libjpeg-turbo reads them."""
     try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(encoded)
+        height, width, colorspace, _ = _simplejpeg().decode_jpeg_header(encoded)
     except ValueError as error:
         raise ImageFormatError(
             f"unreadable JPEG header (format '{format}', {len(encoded)} bytes): {error}"
@@ -110,7 +127,9 @@ def _decode_jpeg(format: str, encoded: bytes) -> CameraImage:
     colorspace = _jpeg_header(format, encoded)[2]
     mono = colorspace == "Gray"
     try:
-        pixels = simplejpeg.decode_jpeg(encoded, colorspace="GRAY" if mono else "BGR", strict=True)
+        pixels = _simplejpeg().decode_jpeg(
+            encoded, colorspace="GRAY" if mono else "BGR", strict=True
+        )
     except ValueError as error:
         raise ImageFormatError(
             f"corrupt JPEG (format '{format}', {len(encoded)} bytes): {error}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from ..imaging.compressed_image import jpeg_decoder_available
 from ..tracking.tracker import TrackerConfig
 
 BACKENDS = ("dis", "neuflow_v2", "neuflow_v1")
@@ -362,6 +363,11 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
     for spec in PARAMETERS:
         if spec.choices:
             check_choice(spec.name, get(spec.name))
+    if get("transport") == "compressed" and not jpeg_decoder_available():
+        raise ConfigurationError(
+            "parameter 'transport' compressed needs the simplejpeg package for strict JPEG "
+            "decoding: pip install simplejpeg==1.9.0"
+        )
     device = get("device")
     if not _DEVICE.match(device):
         raise ConfigurationError(
