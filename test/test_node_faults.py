@@ -22,6 +22,7 @@ from damaged_images import damage_scan, png_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from neuflow_ros.msg import OpticalFlow, TrackArray
+from neuflow_weights import write_official_checkpoint
 from ros_test_support import (
     DiagnosticsWatcher,
     NodeProcess,
@@ -314,6 +315,44 @@ def test_frames_below_the_backends_minimum_are_too_small_and_flow_recovers(raw):
     )
     assert front.count(watcher, "malformed: too_small") == before + len(sizes)
     assert len(log_lines(node, "too small for the flow engine")) <= 2
+
+
+@pytest.mark.parametrize(("backend", "smallest"), [
+    ("neuflow_v1", 8),  # pads any input up to its 32 px grid
+    ("fallback", 16),  # neuflow_v2 without weights runs DIS 'medium' here
+])
+def test_each_backend_takes_exactly_the_frames_it_can_compute(
+    harness, tmp_path_factory, backend, smallest
+):
+    folder = tmp_path_factory.mktemp(f"node_faults_{backend}")
+    parameters = {"diagnostic_period": 0.2, "drop_frames": False, "tracking.enabled": False,
+                  "input_qos.reliability": "reliable", "input_qos.depth": 100}
+    if backend == "neuflow_v1":
+        checkpoint = write_official_checkpoint(folder / "v1.pth", "v1", seed=3)
+        parameters.update(backend="neuflow_v1", checkpoint=str(checkpoint), device="cpu",
+                          cache_dir=str(folder / "cache"))
+    else:
+        parameters.update(backend="neuflow_v2", dis_preset="medium")
+    node = NodeProcess(folder, parameters)
+    try:
+        watcher = DiagnosticsWatcher(harness, node.fqn)
+        assert watcher.wait_engine_ready(60.0), node.output()
+        camera = Camera(harness, node, "")
+        for width, height in ((smallest - 1, smallest - 1), (400, smallest - 1)):
+            camera.images.publish(rgb_msg(textured_image(width, height), next_stamp()))
+        first, second = next_stamp(), next_stamp()
+        size = (smallest, 2 * smallest)
+        send_processed(camera.images, watcher, rgb_msg(textured_image(*size), first))
+        send_processed(camera.images, watcher, rgb_msg(textured_image(*size, SHIFT), second))
+        msg = flow_for(camera.flows, second, 60.0)
+        assert msg is not None, node.output()
+        assert (msg.flow.width, msg.flow.height) == size
+        watcher.wait_until(lambda _: camera.count(watcher, "malformed: too_small") == 2, 10.0)
+        assert camera.count(watcher, "malformed: too_small") == 2
+        assert watcher.engine()[2]["worker exceptions"] == "0"
+        assert_quiet_log(node)
+    finally:
+        node.close()
 
 
 # --- case 5: size limit before allocation -----------------------------------------------------
