@@ -1,0 +1,171 @@
+"""Right-image matches for left feature tracks, from one left->right flow and its reverse.
+
+A stereo VIO back end (VINS-Fusion's stereo configurations) wants, for each
+left feature id, the same feature's observation in the right camera. The
+flow network already gives a dense left->right correspondence for the
+pair's stamp; a match is trusted only when the right->left flow leads back
+to the left track (an occluded or textureless point rarely does) and when,
+in the rectified geometry, it lies on the left point's row at a positive
+disparity. ROS-free; the node only turns the arrays into messages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuflow_ros.tracking.stereo_geometry import StereoRig
+from neuflow_ros.tracking.tracker import TrackSet, sample_bilinear
+
+STEREO_REJECTION_REASONS = ("non_finite", "outside", "consistency", "epipolar", "disparity")
+
+
+@dataclass(frozen=True)
+class StereoMatchConfig:
+    """Thresholds of the two checks, in pixels (raw pixels for consistency, rectified for rows)."""
+
+    epipolar_threshold: float = 1.0
+    consistency_threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("epipolar_threshold", "consistency_threshold"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0.0):
+                raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PointMatches:
+    """Right positions of N left points; NaN rows where no trustworthy match exists."""
+
+    right_positions: np.ndarray  # (N, 2) float64 raw right pixels
+    disparities: np.ndarray  # (N,) float64 rectified x_left - x_right
+    rejections: dict[str, int]  # points rejected per reason
+
+    @property
+    def matched(self) -> np.ndarray:
+        return np.all(np.isfinite(self.right_positions), axis=1)
+
+
+def match_points(
+    left_positions: np.ndarray,
+    left_to_right: np.ndarray,
+    right_to_left: np.ndarray,
+    rig: StereoRig,
+    config: StereoMatchConfig,
+) -> PointMatches:
+    """Follow the left->right flow from each left point and keep the matches that pass.
+
+    Both flows are (H, W, 2) on the image grid, vectors in pixels. Checks,
+    in order, each counted under its reason: finite flow; the right position
+    inside the right image; right->left flow returning within
+    ``consistency_threshold`` of the left point; rows within
+    ``epipolar_threshold`` after rectification; positive disparity.
+    """
+    points = np.asarray(left_positions, dtype=np.float64).reshape(-1, 2)
+    count = points.shape[0]
+    rejections = dict.fromkeys(STEREO_REJECTION_REASONS, 0)
+    right = points + sample_bilinear(left_to_right, points) if count else points.copy()
+    alive = np.all(np.isfinite(right), axis=1)
+    rejections["non_finite"] += int(np.count_nonzero(~alive))
+
+    height, width = left_to_right.shape[:2]
+    inside = np.zeros(count, dtype=bool)
+    inside[alive] = (
+        (right[alive, 0] >= 0.0) & (right[alive, 0] <= width - 1)
+        & (right[alive, 1] >= 0.0) & (right[alive, 1] <= height - 1)
+    )
+    rejections["outside"] += int(np.count_nonzero(alive & ~inside))
+    alive &= inside
+
+    candidates = np.flatnonzero(alive)
+    returned = right[candidates] + sample_bilinear(right_to_left, right[candidates])
+    consistent = np.linalg.norm(returned - points[candidates], axis=1) <= (
+        config.consistency_threshold
+    )
+    rejections["consistency"] += int(np.count_nonzero(~consistent))
+    alive[candidates[~consistent]] = False
+
+    disparities = np.full(count, np.nan)
+    candidates = np.flatnonzero(alive)
+    disparity, row_difference = rig.disparity(points[candidates], right[candidates])
+    on_row = row_difference <= config.epipolar_threshold
+    positive = disparity > 0.0
+    rejections["epipolar"] += int(np.count_nonzero(~on_row))
+    rejections["disparity"] += int(np.count_nonzero(on_row & ~positive))
+    alive[candidates[~(on_row & positive)]] = False
+    disparities[candidates] = disparity
+
+    right[~alive] = np.nan
+    disparities[~alive] = np.nan
+    return PointMatches(right, disparities, rejections)
+
+
+@dataclass(frozen=True)
+class TrackMatches:
+    """The right observation of each track of a TrackSet, row for row; NaN = no match."""
+
+    positions: np.ndarray  # (N, 2) float32 raw right pixels
+    normalized: np.ndarray  # (N, 2) float32 undistorted right (x/z, y/z), unrectified
+    velocities: np.ndarray  # (N, 2) float32 normalized units per second; 0 when first matched
+    disparities: np.ndarray  # (N,) float32 rectified pixels
+    rejections: dict[str, int]
+
+    @property
+    def matched(self) -> np.ndarray:
+        return np.all(np.isfinite(self.positions), axis=1)
+
+    @classmethod
+    def unmatched(cls, count: int) -> TrackMatches:
+        """No match for any of ``count`` tracks (stereo off for this frame)."""
+        nan2 = np.full((count, 2), np.nan, dtype=np.float32)
+        return cls(nan2, nan2.copy(), nan2.copy(), np.full(count, np.nan, dtype=np.float32),
+                   dict.fromkeys(STEREO_REJECTION_REASONS, 0))
+
+
+class StereoTrackMatcher:
+    """Right matches for one left camera's tracks, frame by frame.
+
+    Keeps each id's last right observation so that the right velocity comes
+    from the same feature's previous right position, as VINS-Fusion computes
+    it for its own stereo tracks; a track seen in the right image for the
+    first time (or again after a gap) gets velocity 0.
+    """
+
+    def __init__(self, config: StereoMatchConfig) -> None:
+        self._config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget previous right observations (a stream restart, a calibration change)."""
+        self._ids = np.empty(0, dtype=np.uint64)
+        self._normalized = np.empty((0, 2), dtype=np.float64)
+        self._stamp: float | None = None
+
+    def match(
+        self, tracks: TrackSet, left_to_right: np.ndarray, right_to_left: np.ndarray,
+        rig: StereoRig,
+    ) -> TrackMatches:
+        points = match_points(tracks.positions, left_to_right, right_to_left, rig, self._config)
+        matched = points.matched
+        normalized = np.full((len(tracks), 2), np.nan)
+        normalized[matched] = rig.right.undistort_normalized(points.right_positions[matched])
+        velocities = np.zeros((len(tracks), 2))
+        velocities[~matched] = np.nan
+        seen_before = matched & np.isin(tracks.ids, self._ids)
+        if np.any(seen_before) and self._stamp is not None and tracks.stamp > self._stamp:
+            order = np.argsort(self._ids)
+            rows = order[np.searchsorted(self._ids, tracks.ids[seen_before], sorter=order)]
+            velocities[seen_before] = (
+                (normalized[seen_before] - self._normalized[rows]) / (tracks.stamp - self._stamp)
+            )
+        self._ids = tracks.ids[matched].copy()
+        self._normalized = normalized[matched]
+        self._stamp = tracks.stamp
+        return TrackMatches(
+            points.right_positions.astype(np.float32), normalized.astype(np.float32),
+            velocities.astype(np.float32), points.disparities.astype(np.float32),
+            points.rejections,
+        )
