@@ -16,6 +16,7 @@ import pytest
 from neuflow_ros.imaging.synthetic_sequence import (
     Motion,
     SyntheticSequence,
+    WaveTexture,
     interior_margin,
     median_endpoint_error,
     textured_image,
@@ -137,3 +138,16 @@ def test_median_endpoint_error_ignores_the_border_and_punishes_non_finite_values
 def test_bad_arguments_are_refused_with_a_reason(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_sampling_the_texture_at_points_gives_the_rendered_pixels() -> None:
+    texture = WaveTexture.random(seed=7)
+    to_scene = np.array([[0.9, -0.2, 4.25], [0.15, 1.1, -2.5], [0.0, 0.0, 1.0]])
+    rendered = texture.render(48, 36, to_scene)
+    ys, xs = np.mgrid[0:36, 0:48].astype(np.float64)
+    scene = np.stack(
+        [0.9 * xs - 0.2 * ys + 4.25, 0.15 * xs + 1.1 * ys - 2.5], axis=-1
+    )
+    sampled = texture.sample(scene)
+    # render sums in float32, sample in float64: a rounding may differ by one grey level.
+    assert np.abs(rendered.astype(int) - sampled.astype(int)).max() <= 1

@@ -181,6 +181,15 @@ def flow_to_image_payload(flow: np.ndarray) -> tuple[int, int, str, int, memoryv
     return height, width, "32FC2", width * 8, memoryview(little_endian).cast("B")
 
 
+def scalar_to_image_payload(values: np.ndarray) -> tuple[int, int, str, int, memoryview]:
+    """Pack an HxW float field (e.g. a disparity map) as the fields of a ``32FC1`` Image."""
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise ImageFormatError(f"values must have shape HxW with H, W > 0, got {values.shape}")
+    height, width = values.shape
+    little_endian = np.ascontiguousarray(values, dtype="<f4")
+    return height, width, "32FC1", width * 4, memoryview(little_endian).cast("B")
+
+
 def rgb_to_image_payload(rgb: np.ndarray) -> tuple[int, int, str, int, memoryview]:
     """Pack an HxWx3 uint8 RGB image (e.g. a flow visualisation) as the fields of an rgb8 Image.
 

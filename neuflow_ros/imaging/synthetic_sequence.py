@@ -75,6 +75,23 @@ class WaveTexture:
         return image
 
 
+    def sample(self, scene_points: np.ndarray) -> np.ndarray:
+        """(..., C) uint8: the scene at arbitrary (x, y) scene points, shape (..., 2).
+
+        For cameras that are not an affine map of the scene (lens distortion,
+        a stereo rectification rotation): render a raw image by sampling the
+        scene where each raw pixel looks, with the same values ``render`` gives.
+        """
+        points = np.asarray(scene_points, dtype=np.float64)
+        channels = self.wave_vectors.shape[0]
+        image = np.empty((*points.shape[:-1], channels), dtype=np.uint8)
+        for channel in range(channels):
+            phase = points @ self.wave_vectors[channel].T + self.phases[channel]
+            total = np.sin(phase).sum(axis=-1)
+            image[..., channel] = np.clip(np.rint(127.5 + _CONTRAST * total), 0, 255)
+        return image
+
+
 def _check_size(width: int, height: int) -> None:
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")

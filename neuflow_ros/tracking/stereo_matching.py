@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from neuflow_ros.tracking.stereo_geometry import StereoRig
@@ -21,16 +22,30 @@ from neuflow_ros.tracking.tracker import TrackSet, sample_bilinear
 
 STEREO_REJECTION_REASONS = ("non_finite", "outside", "consistency", "epipolar", "disparity")
 
+# As the tracker's refinement: one coarser level from a good prediction, stop at 0.01 px.
+_REFINE_PYRAMID_LEVEL = 1
+_REFINE_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
+
 
 @dataclass(frozen=True)
 class StereoMatchConfig:
-    """Thresholds of the two checks, in pixels (raw pixels for consistency, rectified for rows)."""
+    """Thresholds of the two checks, in pixels (raw pixels for consistency, rectified for rows).
+
+    ``refine``: polish each flow match with Lucas-Kanade on the left feature's
+    ``refine_window`` patch in the right image, as the tracker does in time:
+    dense flow is smoothed across the patch and off by tenths of a pixel,
+    which a disparity (depth) cannot afford. A correction above
+    ``refine_max_correction`` keeps the flow's match.
+    """
 
     epipolar_threshold: float = 1.0
     consistency_threshold: float = 1.0
+    refine: bool = True
+    refine_window: int = 15
+    refine_max_correction: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("epipolar_threshold", "consistency_threshold"):
+        for name in ("epipolar_threshold", "consistency_threshold", "refine_max_correction"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name} must be finite and > 0, got {value!r}")
@@ -55,33 +70,47 @@ def match_points(
     right_to_left: np.ndarray,
     rig: StereoRig,
     config: StereoMatchConfig,
+    images: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PointMatches:
     """Follow the left->right flow from each left point and keep the matches that pass.
 
-    Both flows are (H, W, 2) on the image grid, vectors in pixels. Checks,
+    Both flows are (H, W, 2) on the image grid, vectors in pixels. With
+    ``images`` (left, right uint8 gray) and ``config.refine`` each match is
+    refined by Lucas-Kanade; the consistency check then judges the flow's
+    own round trip, as the tracker's forward-backward check does. Checks,
     in order, each counted under its reason: finite flow; the right position
-    inside the right image; right->left flow returning within
-    ``consistency_threshold`` of the left point; rows within
-    ``epipolar_threshold`` after rectification; positive disparity.
+    inside the right image (by half a refinement window when refining);
+    right->left flow returning within ``consistency_threshold`` of the left
+    point; rows within ``epipolar_threshold`` after rectification; positive
+    disparity.
     """
     points = np.asarray(left_positions, dtype=np.float64).reshape(-1, 2)
     count = points.shape[0]
     rejections = dict.fromkeys(STEREO_REJECTION_REASONS, 0)
-    right = points + sample_bilinear(left_to_right, points) if count else points.copy()
-    alive = np.all(np.isfinite(right), axis=1)
+    predicted = points + sample_bilinear(left_to_right, points) if count else points.copy()
+    alive = np.all(np.isfinite(predicted), axis=1)
     rejections["non_finite"] += int(np.count_nonzero(~alive))
 
+    # A refinement window reaching past the border sees padding, not texture, and
+    # locks onto it: refined matches keep the window inside the right image.
+    refine = images is not None and config.refine
+    margin = config.refine_window // 2 + 1 if refine else 0
     height, width = left_to_right.shape[:2]
     inside = np.zeros(count, dtype=bool)
     inside[alive] = (
-        (right[alive, 0] >= 0.0) & (right[alive, 0] <= width - 1)
-        & (right[alive, 1] >= 0.0) & (right[alive, 1] <= height - 1)
+        (predicted[alive, 0] >= margin) & (predicted[alive, 0] <= width - 1 - margin)
+        & (predicted[alive, 1] >= margin) & (predicted[alive, 1] <= height - 1 - margin)
     )
     rejections["outside"] += int(np.count_nonzero(alive & ~inside))
     alive &= inside
+    right = predicted.copy()
+    if refine and np.any(alive):
+        right[alive] = _refine(images, points[alive], predicted[alive], config)
 
     candidates = np.flatnonzero(alive)
-    returned = right[candidates] + sample_bilinear(right_to_left, right[candidates])
+    # The flow's own round trip (forward vector at the left point, backward at the
+    # refined match): a refinement that fixes a smoothed flow is no inconsistency.
+    returned = predicted[candidates] + sample_bilinear(right_to_left, right[candidates])
     consistent = np.linalg.norm(returned - points[candidates], axis=1) <= (
         config.consistency_threshold
     )
@@ -101,6 +130,48 @@ def match_points(
     right[~alive] = np.nan
     disparities[~alive] = np.nan
     return PointMatches(right, disparities, rejections)
+
+
+def _refine(
+    images: tuple[np.ndarray, np.ndarray], points: np.ndarray, predicted: np.ndarray,
+    config: StereoMatchConfig,
+) -> np.ndarray:
+    """Lucas-Kanade matches started at ``predicted``; the prediction where LK fails or jumps."""
+    left, right = images
+    window = config.refine_window
+    tracked, status, _ = cv2.calcOpticalFlowPyrLK(
+        left, right,
+        points.astype(np.float32).reshape(-1, 1, 2),
+        predicted.astype(np.float32).reshape(-1, 1, 2),
+        winSize=(window, window),
+        maxLevel=_REFINE_PYRAMID_LEVEL,
+        criteria=_REFINE_CRITERIA,
+        flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+    )
+    tracked = tracked.reshape(-1, 2).astype(np.float64)
+    found = status.reshape(-1).astype(bool) & np.all(np.isfinite(tracked), axis=1)
+    accepted = found & (
+        np.linalg.norm(tracked - predicted, axis=1) <= config.refine_max_correction
+    )
+    return np.where(accepted[:, None], tracked, predicted)
+
+
+def dense_disparity(
+    left_to_right: np.ndarray, right_to_left: np.ndarray, rig: StereoRig,
+    config: StereoMatchConfig,
+) -> np.ndarray:
+    """Rectified disparity for every left-image pixel, (H, W) float32, NaN where refused.
+
+    The grid is the LEFT RAW image's (what the flow is on), not the rectified
+    image's: each pixel holds x_left - x_right of its match after both ends are
+    rectified, so raw and rectified inputs give depth = f * baseline / value
+    alike. Every pixel passes the same checks as a track's match.
+    """
+    height, width = left_to_right.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width]
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    matches = match_points(grid, left_to_right, right_to_left, rig, config)
+    return matches.disparities.reshape(height, width).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -146,9 +217,12 @@ class StereoTrackMatcher:
 
     def match(
         self, tracks: TrackSet, left_to_right: np.ndarray, right_to_left: np.ndarray,
-        rig: StereoRig,
+        rig: StereoRig, images: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> TrackMatches:
-        points = match_points(tracks.positions, left_to_right, right_to_left, rig, self._config)
+        """``images``: (left, right) uint8 gray of the pair, for the Lucas-Kanade refinement."""
+        points = match_points(
+            tracks.positions, left_to_right, right_to_left, rig, self._config, images
+        )
         matched = points.matched
         normalized = np.full((len(tracks), 2), np.nan)
         normalized[matched] = rig.right.undistort_normalized(points.right_positions[matched])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuflow_ros.tracking.camera_model import CameraModel
+from neuflow_ros.tracking.stereo_matching import TrackMatches
 from neuflow_ros.tracking.tracker import TrackSet
 
 VINS_CHANNEL_NAMES = (
@@ -124,6 +125,48 @@ def vins_feature_arrays(
         zeros.copy(),
     )
     return VinsFeatures(points=points, channels=tuple(zip(VINS_CHANNEL_NAMES, values, strict=True)))
+
+
+RIGHT_CAMERA_ID = 1
+"""VINS-Fusion's stereo configurations read the right camera's observations as camera 1."""
+
+
+def right_camera_features(
+    left: VinsFeatures, tracks: TrackSet, matches: TrackMatches | None
+) -> VinsFeatures:
+    """``left`` (camera 0, from ``tracks``) plus a camera 1 entry for each of its matched tracks.
+
+    The right entries carry the same feature id, the raw right pixel, the
+    undistorted normalized right coordinates and their velocity from the
+    feature's previous right observation; only tracks ``left`` holds (seen at
+    least twice) get one, so every right entry has its left partner.
+    """
+    if matches is None:
+        return left
+    chosen = np.flatnonzero((tracks.ages >= 2) & matches.matched)
+    count = chosen.size
+    points = np.empty((count, 3), dtype=np.float32)
+    points[:, :2] = matches.normalized[chosen]
+    points[:, 2] = 1.0
+    zeros = np.zeros(count, dtype=np.float32)
+    values = (
+        tracks.ids[chosen].astype(np.float32),
+        np.full(count, RIGHT_CAMERA_ID, dtype=np.float32),
+        matches.positions[chosen, 0],
+        matches.positions[chosen, 1],
+        matches.velocities[chosen, 0],
+        matches.velocities[chosen, 1],
+        zeros,
+        zeros.copy(),
+        zeros.copy(),
+    )
+    return VinsFeatures(
+        points=np.vstack([left.points, points]),
+        channels=tuple(
+            (name, np.concatenate([left_values, right_values]))
+            for (name, left_values), right_values in zip(left.channels, values, strict=True)
+        ),
+    )
 
 
 def _check_model_size(tracks: TrackSet, camera_model: CameraModel) -> None:
