@@ -23,7 +23,7 @@ ROS_BLOCKING_IMPORTER = textwrap.dedent(
     import importlib, importlib.abc, json, sys
 
     BLOCKED = ("rclpy", "rosidl_runtime_py", "rosidl_parser", "neuflow_ros.msg", "sensor_msgs",
-               "std_msgs", "builtin_interfaces", "diagnostic_msgs", "lifecycle_msgs",
+               "std_msgs", "stereo_msgs", "builtin_interfaces", "diagnostic_msgs", "lifecycle_msgs",
                "launch", "launch_ros", "ament_index_python")
 
     class NoRos(importlib.abc.MetaPathFinder):

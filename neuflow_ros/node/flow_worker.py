@@ -37,6 +37,7 @@ import numpy as np
 from ..flow.flow_types import FlowResult, FramePair, PendingFlow
 from .camera_stream import CameraStream, ResetReason, StreamFrame
 from .frame_mailbox import FrameMailbox
+from .stereo_pairing import StereoPairConfig, StereoPairing
 from .worker_thread import WorkerThread
 
 
@@ -63,6 +64,18 @@ class CameraFrame:
 
 
 @dataclass(frozen=True)
+class StereoFlow:
+    """Flow from a left frame to the right frame of the same instant, and back.
+
+    ``result.forward`` is left -> right, ``result.backward`` right -> left.
+    """
+
+    left: CameraFrame
+    right: CameraFrame
+    result: FlowResult
+
+
+@dataclass(frozen=True)
 class CameraFlow:
     """Flow between two frames of one camera: what every output publisher consumes.
 
@@ -75,6 +88,8 @@ class CameraFlow:
     current: CameraFrame
     result: FlowResult
     output_grid: str
+    stereo: StereoFlow | None = None
+    """For the left camera of a stereo pair: the left->right flow at ``current``'s stamp."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,8 @@ class WorkerSettings:
     max_frame_gap_s: float = 1.0
     output_grid: str = "input"
     backward: bool = False
+    stereo: StereoPairConfig | None = None
+    """Cameras whose frames of one instant also get a left->right flow (with backward)."""
 
 
 class WorkerObserver(Protocol):
@@ -100,6 +117,12 @@ class WorkerObserver(Protocol):
     def inference_done(self, pairs: int, seconds: float) -> None: ...
 
     def worker_exception(self, stage: str, error: BaseException, trace: str) -> None: ...
+
+    def stereo_paired(self, left: CameraFrame, right: CameraFrame) -> None: ...
+
+    def stereo_unpaired(self, frame: CameraFrame) -> None: ...
+
+    def stereo_skipped(self, reason: str, detail: str) -> None: ...
 
 
 FlowSink = Callable[[Sequence[CameraFlow]], None]
@@ -121,6 +144,8 @@ class _SubmittedBatch:
     """A batch handed to the engine whose flow the worker has not taken yet."""
 
     pairs: list[tuple[CameraFrame, CameraFrame]]
+    stereo: tuple[CameraFrame, CameraFrame] | None
+    """(left, right) whose flow follows the temporal pairs' in the results."""
     settings: WorkerSettings
     """As read when the batch was submitted, so its results are published as asked then."""
     pending: PendingFlow
@@ -155,6 +180,7 @@ class FlowWorker:
         """Per network grid, the cameras the engine was prepared for."""
         self._layouts_warmed_up: set[tuple[int, int, str]] = set()
         """Frame sizes and colour orders the engine was prepared for."""
+        self._pairing: StereoPairing[CameraFrame] | None = None
         self._stop = threading.Event()
         self._publishing = threading.Lock()
         """Held while the sink publishes; ``stop`` takes it, so no publishing outlives stop."""
@@ -232,7 +258,10 @@ class FlowWorker:
             frames = self._mailbox.take(
                 timeout=0.0 if in_flight is not None else self._poll_interval_s
             )
-            submitted = self._submit(list(frames.values())) if frames else None
+            ready, stereo = self._pair_stereo(
+                list(frames.values()), idle=not frames and in_flight is None
+            )
+            submitted = self._submit(ready, stereo) if ready else None
             if in_flight is not None:
                 self._finish(in_flight)
             in_flight = submitted
@@ -242,7 +271,34 @@ class FlowWorker:
         if in_flight is not None:
             self._finish(in_flight)
 
-    def _submit(self, frames: list[CameraFrame]) -> _SubmittedBatch | None:
+    def _pair_stereo(
+        self, frames: list[CameraFrame], idle: bool
+    ) -> tuple[list[CameraFrame], tuple[CameraFrame, CameraFrame] | None]:
+        """Hold stereo frames back until their partner came; the frames ready and the pair."""
+        config = self.settings.stereo
+        if config is None:
+            return frames, None
+        if self._pairing is None or self._pairing.config != config:
+            self._pairing = StereoPairing(config)
+        step = self._pairing.admit(frames, idle)
+        for frame in step.unpaired:
+            self._observer.stereo_unpaired(frame)
+        pair = step.pair
+        if pair is not None:
+            left, right = pair
+            self._observer.stereo_paired(left, right)
+            if left.pixels.shape != right.pixels.shape or left.color_order != right.color_order:
+                self._observer.stereo_skipped(
+                    "size_mismatch",
+                    f"left frame is {left.width}x{left.height} {left.encoding}, right is "
+                    f"{right.width}x{right.height} {right.encoding}",
+                )
+                pair = None
+        return step.frames, pair
+
+    def _submit(
+        self, frames: list[CameraFrame], stereo: tuple[CameraFrame, CameraFrame] | None
+    ) -> _SubmittedBatch | None:
         settings = self.settings
         taken_s = time.monotonic()
         pairs: list[tuple[CameraFrame, CameraFrame]] = []
@@ -251,23 +307,27 @@ class FlowWorker:
             previous = self._advance_stream(frame, settings.max_frame_gap_s)
             if previous is not None:
                 pairs.append((previous, frame))
+        if stereo is not None and not any(current is stereo[0] for _, current in pairs):
+            stereo = None  # the left frame starts its stream: no tracks to match yet
         if not pairs:
             return None
+        frame_pairs = [FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
+                       for p, c in pairs]
+        if stereo is not None:
+            left, right = stereo
+            frame_pairs.append(FramePair(left.pixels, right.pixels, left.color_order))
         started = time.perf_counter()
         try:
             with self._engine_call("compute"):
                 pending = self.engine.submit(
-                    [
-                        FramePair(p.pixels, c.pixels, c.color_order, stream=c.camera)
-                        for p, c in pairs
-                    ],
-                    backward=settings.backward,
+                    frame_pairs,
+                    backward=settings.backward or stereo is not None,
                     output_grid=settings.output_grid,
                 )
         except Exception as error:
             self._observer.worker_exception("compute", error, traceback.format_exc())
             return None
-        return _SubmittedBatch(pairs, settings, pending, started)
+        return _SubmittedBatch(pairs, stereo, settings, pending, started)
 
     def _finish(self, batch: _SubmittedBatch) -> None:
         try:
@@ -278,8 +338,15 @@ class FlowWorker:
             self._observer.worker_exception("compute", error, traceback.format_exc())
             return
         output_grid = batch.settings.output_grid
+        stereo = None
+        if batch.stereo is not None:
+            stereo = StereoFlow(*batch.stereo, results[-1])
+            results = results[:-1]
         flows = [
-            CameraFlow(current.camera, previous, current, result, output_grid)
+            CameraFlow(
+                current.camera, previous, current, result, output_grid,
+                stereo if stereo is not None and current is stereo.left else None,
+            )
             for (previous, current), result in zip(batch.pairs, results, strict=True)
         ]
         with self._publishing:
@@ -321,12 +388,18 @@ class FlowWorker:
             return
         cameras.add(frame.camera)
         self._layouts_warmed_up.add(layout)
+        settings = self.settings
+        stereo = settings.stereo
+        # A stereo pair's batch carries its left->right flow too, always with backward.
+        pairs = len(cameras)
+        if stereo is not None and {stereo.left, stereo.right} <= cameras:
+            pairs += 1
         try:
-            settings = self.settings
             with self._engine_call("warm-up"):
                 self.engine.warm_up(
-                    frame.height, frame.width, frame.color_order, batch=len(cameras),
-                    backward=settings.backward, output_grid=settings.output_grid,
+                    frame.height, frame.width, frame.color_order, batch=pairs,
+                    backward=settings.backward or stereo is not None,
+                    output_grid=settings.output_grid,
                     backward_may_change=True,
                 )
         except Exception as error:

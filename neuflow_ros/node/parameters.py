@@ -17,6 +17,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from ..imaging.compressed_image import jpeg_decoder_available
+from ..tracking.stereo_matching import StereoMatchConfig
 from ..tracking.tracker import TrackerConfig
 
 BACKENDS = ("dis", "neuflow_v2", "neuflow_v1")
@@ -227,6 +228,23 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "needs camera_info). Track ids then wrap below 2^24 so float32 keeps them exact.",
     ),
     ParameterSpec(
+        "stereo.pair", [""],
+        "Two of 'cameras' forming a calibrated stereo pair, left first (e.g. ['left', "
+        "'right']): right-image matches for the left tracks, camera id 1 entries in "
+        "~/features and ~/disparity. [''] = off.",
+    ),
+    ParameterSpec(
+        "stereo.max_stamp_difference", 0.0,
+        "Seconds two stereo frames' stamps may differ and still be one instant; 0 = "
+        "identical stamps only.",
+        float_range=(0.0, 1.0),
+    ),
+    ParameterSpec(
+        "stereo.epipolar_threshold", 1.0,
+        "Largest row difference (rectified pixels) of a left-right match.",
+        float_range=(0.01, 100.0),
+    ),
+    ParameterSpec(
         "drop_frames", True,
         "true: a frame arriving while the engine is busy replaces the waiting one "
         "(counted as dropped); false: every frame is processed in order.",
@@ -303,6 +321,16 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True)
+class StereoSettings:
+    """The stereo pair's cameras, stamp tolerance and match checks."""
+
+    left: str
+    right: str
+    max_stamp_difference_ns: int
+    match: StereoMatchConfig
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Validated snapshot of all parameters at start-up."""
 
@@ -332,6 +360,7 @@ class NodeSettings:
     diagnostic_period_s: float
     tracking: TrackerConfig | None
     vins_features: bool
+    stereo: StereoSettings | None
     runtime: RuntimeSettings
 
 
@@ -380,8 +409,9 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
             f"size) or both be positive; got {width}x{height}"
         )
     num_threads = get("num_threads")
+    cameras = validate_camera_names(get("cameras"))
     return NodeSettings(
-        cameras=validate_camera_names(get("cameras")),
+        cameras=cameras,
         transport=get("transport"),
         input_reliable=get("input_qos.reliability") == "reliable",
         input_depth=get("input_qos.depth"),
@@ -407,6 +437,7 @@ def read_settings(get: Callable[[str], Any]) -> NodeSettings:
         diagnostic_period_s=get("diagnostic_period"),
         tracking=read_tracker_config(get),
         vins_features=bool(get("tracking.enabled")) and bool(get("tracking.vins_features")),
+        stereo=read_stereo_settings(get, cameras),
         runtime=read_runtime_settings(get),
     )
 
@@ -433,6 +464,31 @@ def read_tracker_config(get: Callable[[str], Any]) -> TrackerConfig | None:
         )
     except ValueError as error:
         raise ConfigurationError(f"invalid tracking parameters: {error}") from error
+
+
+def read_stereo_settings(
+    get: Callable[[str], Any], cameras: Sequence[str]
+) -> StereoSettings | None:
+    """The stereo pair, or None when ``stereo.pair`` is empty."""
+    pair = tuple(get("stereo.pair"))
+    if pair in ((), ("",)):
+        return None
+    if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(cameras):
+        raise ConfigurationError(
+            f"parameter 'stereo.pair' must name two different cameras of 'cameras' "
+            f"{list(cameras)}, left first; got {list(pair)}"
+        )
+    consistency = get("tracking.fb_threshold") if get("tracking.enabled") else 1.0
+    return StereoSettings(
+        left=pair[0],
+        right=pair[1],
+        max_stamp_difference_ns=round(float(get("stereo.max_stamp_difference")) * 1e9),
+        match=StereoMatchConfig(
+            epipolar_threshold=float(get("stereo.epipolar_threshold")),
+            consistency_threshold=float(consistency),
+            refine=bool(get("tracking.refine")),
+        ),
+    )
 
 
 def validate_camera_names(names: Sequence[str]) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud
 from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
 
 from neuflow_ros.msg import OpticalFlow, TrackArray
 
@@ -33,6 +34,7 @@ from ..flow.engine import EngineConfig, config_to_run, create_engine, min_input_
 from ..imaging.flow_visualization import flow_to_rgb
 from ..imaging.image_conversion import flow_to_image_payload, rgb_to_image_payload
 from ..tracking.camera_model import CalibrationError
+from ..tracking.stereo_matching import StereoMatchConfig
 from .calibration_gate import CalibrationGate
 from .camera_stream import ResetReason
 from .diagnostics import DiagnosticThresholds, FailureLog, NodeHealth, WarningThrottle
@@ -49,6 +51,9 @@ from .parameters import (
     read_runtime_settings,
 )
 from .ros_messages import image_msg, stamp_ns, time_msg
+from .stereo_health import StereoHealth
+from .stereo_outputs import StereoOutputs
+from .stereo_pairing import StereoPairConfig
 from .track_outputs import TrackingSettings, TrackOutputs
 from .worker_thread import WorkerThread
 
@@ -204,6 +209,10 @@ class FlowPipeline:
         self._worker_settings = WorkerSettings(
             runtime.max_frame_gap_s, runtime.publish_resolution,
             backward=settings.tracking is not None and settings.tracking.forward_backward,
+            stereo=None if settings.stereo is None else StereoPairConfig(
+                settings.stereo.left, settings.stereo.right,
+                settings.stereo.max_stamp_difference_ns,
+            ),
         )
         self._vis_max_magnitude = runtime.flow_vis_max_magnitude
         self._warnings = WarningThrottle(WARNING_PERIOD_S)
@@ -220,6 +229,7 @@ class FlowPipeline:
         self._cameras = {camera: self._open_camera(camera) for camera in settings.cameras}
         self._tracks = self._open_track_outputs()
         self._warned_once: set[tuple[str, str]] = set()
+        self._stereo = self._open_stereo_outputs()
         self.health = NodeHealth(
             node.get_fully_qualified_name().lstrip("/"),
             {camera: ports.image_topic for camera, ports in self._cameras.items()},
@@ -284,23 +294,54 @@ class FlowPipeline:
         # VINS-Fusion subscribes reliably; a best-effort publisher would never match it.
         features_qos = _qos(True, self.settings.output_depth)
         publishers = {}
+        stereo = self.settings.stereo
         for camera in self._cameras:
             prefix = f"{camera}/" if camera else ""
+            # VINS-Fusion reads both cameras of a pair from one topic, camera id 0 and 1.
+            features_prefix = "" if stereo is not None and camera == stereo.left else prefix
             features = (
-                self._publisher(PointCloud, f"~/{prefix}features", features_qos)
-                if self.settings.vins_features else None
+                self._publisher(PointCloud, f"~/{features_prefix}features", features_qos)
+                if self.settings.vins_features
+                and (stereo is None or camera != stereo.right) else None
             )
             publishers[camera] = (
                 self._publisher(TrackArray, f"~/{prefix}tracks", output_qos),
                 features,
                 self._publisher(Image, f"~/{prefix}tracks_vis", output_qos),
             )
+        order = list(self._cameras)
+        if stereo is not None:
+            order = [stereo.left, stereo.right] + [
+                camera for camera in order if camera not in (stereo.left, stereo.right)
+            ]
         settings = TrackingSettings(
             tracker=self.settings.tracking,
             vins_features=self.settings.vins_features,
-            camera_id_by_name={camera: index for index, camera in enumerate(self._cameras)},
+            camera_id_by_name={camera: index for index, camera in enumerate(order)},
+            stereo_left=None if stereo is None else stereo.left,
+            stereo_match=StereoMatchConfig() if stereo is None else stereo.match,
         )
         return TrackOutputs(settings, publishers, self._warn_once)
+
+    def _open_stereo_outputs(self) -> StereoOutputs | None:
+        stereo = self.settings.stereo
+        if stereo is None:
+            return None
+        output_qos = _qos(self.settings.output_reliable, self.settings.output_depth)
+        name = self._node.get_fully_qualified_name().lstrip("/")
+        return StereoOutputs(
+            stereo,
+            StereoHealth(f"{name}: stereo {stereo.left}/{stereo.right}", stereo.left, stereo.right),
+            lambda camera: self._cameras[camera].calibration.model,
+            self._publisher(DisparityImage, "~/disparity", output_qos),
+            self._warn_about_stereo,
+        )
+
+    def _warn_about_stereo(self, reason: str, message: str) -> None:
+        suppressed = self._warnings.admit(("stereo", reason), time.monotonic())
+        if suppressed is not None:
+            more = f" ({suppressed} more since the last warning)" if suppressed else ""
+            self._node.get_logger().warning(message + more)
 
     def _warn_once(self, camera: str, message: str) -> None:
         """For lasting conditions of a camera's tracks (no calibration, no stamps)."""
@@ -478,15 +519,25 @@ class FlowPipeline:
                 rgb = flow_to_rgb(flow.result.forward, vis_max)
                 ports.vis_publisher.publish(image_msg(header, rgb_to_image_payload(rgb)))
                 self.health.visualization_published(flow.camera)
+            rig = None
+            if self._stereo is not None and flow.stereo is not None:
+                rig = self._stereo.rig_for(flow.stereo)
             tracking_s = None
             if self._tracks is not None:
                 try:
                     tracking_s = self._tracks.publish(
-                        flow, header, previous_stamp, ports.calibration.model
+                        flow, header, previous_stamp, ports.calibration.model, rig
                     )
                 except Exception as error:
                     # The flow went out: count it, and let the tracks fail on their own.
                     self.worker_exception("tracking", error, traceback.format_exc())
+                matches = self._tracks.last_matches
+                if self._stereo is not None and matches is not None:
+                    self._stereo.health.matched(
+                        int(matches.matched.sum()), matches.rejections, time.monotonic()
+                    )
+            if self._stereo is not None and flow.stereo is not None and rig is not None:
+                self._stereo.publish_disparity(flow.stereo, rig, header)
             publish_s = time.perf_counter() - started - (tracking_s or 0.0)
             latency_s = (self._node.get_clock().now().nanoseconds - flow.current.stamp_ns) / 1e9
             self.health.flow_published(
@@ -523,6 +574,18 @@ class FlowPipeline:
     def inference_done(self, pairs: int, seconds: float) -> None:
         self.health.inference_done(time.monotonic(), seconds)
 
+    def stereo_paired(self, left: CameraFrame, right: CameraFrame) -> None:
+        if self._stereo is not None:
+            self._stereo.health.paired()
+
+    def stereo_unpaired(self, frame: CameraFrame) -> None:
+        if self._stereo is not None:
+            self._stereo.health.unpaired(frame.camera, time.monotonic())
+
+    def stereo_skipped(self, reason: str, detail: str) -> None:
+        if self._stereo is not None:
+            self._stereo.refuse(reason, detail)
+
     def worker_exception(self, stage: str, error: BaseException, trace: str) -> None:
         """Counted every time, logged as FailureLog decides (no traceback per frame)."""
         if not self._node.context.ok():
@@ -545,7 +608,11 @@ class FlowPipeline:
         array_msg = DiagnosticArray()
         array_msg.header.stamp = self._node.get_clock().now().to_msg()
         engine_call = worker.engine_call if worker is not None else None
-        for report in self.health.report(time.monotonic(), gpu_bytes, engine_call):
+        now = time.monotonic()
+        reports = self.health.report(now, gpu_bytes, engine_call)
+        if self._stereo is not None:
+            reports.append(self._stereo.health.report(now))
+        for report in reports:
             array_msg.status.append(
                 DiagnosticStatus(
                     level=_LEVELS[report.level], name=report.name, message=report.message,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -24,11 +24,15 @@ from neuflow_ros.msg import Track, TrackArray
 
 from ..imaging.image_conversion import rgb_to_image_payload, to_gray
 from ..tracking.camera_model import CameraModel
+from ..tracking.stereo_geometry import StereoRig
+from ..tracking.stereo_matching import StereoMatchConfig, StereoTrackMatcher, TrackMatches
 from ..tracking.track_visualization import TrackTrails, draw_tracks
 from ..tracking.tracker import FeatureTracker, TrackerConfig, TrackSet
 from ..tracking.vins_features import (
     MissingCalibrationError,
     StampOrderError,
+    VinsFeatures,
+    right_camera_features,
     vins_feature_arrays,
 )
 from .flow_worker import CameraFlow, CameraFrame
@@ -45,6 +49,9 @@ class TrackingSettings:
     tracker: TrackerConfig
     vins_features: bool
     camera_id_by_name: dict[str, int]
+    stereo_left: str | None = None
+    """The stereo pair's left camera: its tracks get right-image matches."""
+    stereo_match: StereoMatchConfig = field(default_factory=StereoMatchConfig)
 
 
 def gray_of(frame: CameraFrame) -> np.ndarray:
@@ -70,8 +77,13 @@ def flow_on_image_grid(flow: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def track_array_message(header: Header, previous_stamp: Time, tracks: TrackSet) -> TrackArray:
+def track_array_message(
+    header: Header, previous_stamp: Time, tracks: TrackSet, matches: TrackMatches | None = None
+) -> TrackArray:
+    """``matches``: right-image matches row for row (stereo left camera); None = all NaN."""
     message = TrackArray(header=header, previous_stamp=previous_stamp)
+    if matches is None:
+        matches = TrackMatches.unmatched(len(tracks))
     positions = tracks.positions.tolist()
     previous = tracks.previous_positions.tolist()
     velocities = tracks.velocities.tolist()
@@ -83,10 +95,15 @@ def track_array_message(header: Header, previous_stamp: Time, tracks: TrackSet) 
             x=position[0], y=position[1], previous_x=before[0], previous_y=before[1],
             velocity_x=velocity[0], velocity_y=velocity[1],
             normalized_x=norm[0], normalized_y=norm[1], error=error,
+            right_x=right[0], right_y=right[1],
+            right_normalized_x=right_norm[0], right_normalized_y=right_norm[1],
+            disparity=disparity,
         )
-        for track_id, age, position, before, velocity, norm, error in zip(
+        for track_id, age, position, before, velocity, norm, error, right, right_norm, disparity
+        in zip(
             tracks.ids.tolist(), tracks.ages.tolist(), positions, previous, velocities,
-            normalized, errors, strict=True,
+            normalized, errors, matches.positions.tolist(), matches.normalized.tolist(),
+            matches.disparities.tolist(), strict=True,
         )
     ]
     return message
@@ -163,9 +180,12 @@ class TrackOutputs:
         self._publishers = publishers
         self._warn_once = warn_once
         self._cameras = {camera: CameraTracking(config) for camera in publishers}
+        self._stereo_matcher = StereoTrackMatcher(settings.stereo_match)
+        self.last_matches: TrackMatches | None = None
+        """The stereo left camera's latest matches (None when that frame had none)."""
 
     def publish(self, flow: CameraFlow, header: Header, previous_stamp: Time,
-                camera_model: CameraModel | None) -> float:
+                camera_model: CameraModel | None, stereo_rig: StereoRig | None = None) -> float:
         """Advance one camera's tracks to flow.current and publish them.
 
         ``camera_model`` is the last calibration the node accepted; it is used
@@ -173,7 +193,9 @@ class TrackOutputs:
         time, which diagnostics report apart from the node's overhead. The
         tracker runs even when nobody listens, so tracks keep their ids and
         ages for a subscriber that comes later; only the messages nobody would
-        receive are not built.
+        receive are not built. With ``stereo_rig`` (the stereo left camera, its
+        frame paired) the tracks are matched in flow.stereo's right frame, and
+        their features go out with camera id 1 entries for the matches.
         """
         tracking = self._cameras[flow.camera]
         if camera_model is not None and (
@@ -189,30 +211,54 @@ class TrackOutputs:
                 + (" and ~/features is not published" if self._settings.vins_features else ""),
             )
         tracks, tracker_s = tracking.advance(flow)
+        matches = self._match_stereo(flow, tracks, stereo_rig)
         tracks_publisher, features_publisher, vis_publisher = self._publishers[flow.camera]
         if tracks_publisher.get_subscription_count() > 0:
-            tracks_publisher.publish(track_array_message(header, previous_stamp, tracks))
+            tracks_publisher.publish(track_array_message(header, previous_stamp, tracks, matches))
         if (features_publisher is not None and tracking.camera_model is not None
                 and features_publisher.get_subscription_count() > 0):
-            try:
-                features = vins_feature_arrays(
-                    tracks, tracking.camera_model,
-                    self._settings.camera_id_by_name[flow.camera],
-                )
-            except MissingCalibrationError:
-                features = None
-            except StampOrderError:
-                # Repeated real stamps reset the stream before this; only a camera
-                # without a clock (every stamp 0) gets here.
-                features = None
-                self._warn_once(
-                    flow.camera,
-                    "frames without stamps (all 0): ~/features needs the time between frames "
-                    "and is not published",
-                )
+            features = self._features(flow.camera, tracks, tracking.camera_model, matches)
             if features is not None:
                 features_publisher.publish(vins_point_cloud(header, features))
         if vis_publisher.get_subscription_count() > 0:
             drawn = draw_tracks(rgb_of(flow.current), tracks, tracking.trails)
             vis_publisher.publish(image_msg(header, rgb_to_image_payload(drawn)))
         return tracker_s
+
+    def _match_stereo(
+        self, flow: CameraFlow, tracks: TrackSet, rig: StereoRig | None
+    ) -> TrackMatches | None:
+        self.last_matches = None
+        if flow.camera != self._settings.stereo_left or flow.stereo is None or rig is None:
+            return None
+        width, height = flow.stereo.left.width, flow.stereo.left.height
+        result = flow.stereo.result
+        assert result.backward is not None, "stereo pairs are computed with backward flow"
+        self.last_matches = self._stereo_matcher.match(
+            tracks,
+            flow_on_image_grid(result.forward, width, height),
+            flow_on_image_grid(result.backward, width, height),
+            rig,
+            (gray_of(flow.stereo.left), gray_of(flow.stereo.right)),
+        )
+        return self.last_matches
+
+    def _features(
+        self, camera: str, tracks: TrackSet, model: CameraModel, matches: TrackMatches | None
+    ) -> VinsFeatures | None:
+        try:
+            features = vins_feature_arrays(tracks, model, self._settings.camera_id_by_name[camera])
+        except MissingCalibrationError:
+            return None
+        except StampOrderError:
+            # Repeated real stamps reset the stream before this; only a camera
+            # without a clock (every stamp 0) gets here.
+            self._warn_once(
+                camera,
+                "frames without stamps (all 0): ~/features needs the time between frames "
+                "and is not published",
+            )
+            return None
+        if camera == self._settings.stereo_left:
+            features = right_camera_features(features, tracks, matches)
+        return features
