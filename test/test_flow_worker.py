@@ -14,6 +14,7 @@ from neuflow_ros.flow.flow_types import FlowResult, PendingFlow
 from neuflow_ros.node.camera_stream import ResetReason
 from neuflow_ros.node.flow_worker import CameraFrame, FlowWorker, WorkerSettings
 from neuflow_ros.node.frame_mailbox import FrameMailbox
+from neuflow_ros.node.stereo_pairing import StereoPairConfig
 from neuflow_ros.node.worker_thread import WorkerThread
 
 SECOND = 1_000_000_000
@@ -106,6 +107,15 @@ class Recorder:
 
     def worker_exception(self, stage, error, trace):
         self.events.append(("exception", stage, str(error), trace))
+
+    def stereo_paired(self, left, right):
+        self.events.append(("stereo paired", left.stamp_ns))
+
+    def stereo_unpaired(self, frame):
+        self.events.append(("stereo unpaired", frame.camera, frame.stamp_ns))
+
+    def stereo_skipped(self, reason, detail):
+        self.events.append(("stereo skipped", reason))
 
 
 def frame(camera: str, stamp_s: float, marker: int, width: int = 32, height: int = 24):
@@ -449,3 +459,71 @@ def test_workers_of_successive_activations_run_on_one_thread_one_after_another()
     assert first.flows == []
     assert len(threads) == 2
     assert threads[0] == threads[1] != threading.get_ident()
+
+
+STEREO = WorkerSettings(stereo=StereoPairConfig("left", "right", max_stamp_difference_ns=0))
+
+
+def stereo_events(recorder, kind):
+    return [event[1:] for event in recorder.events if event[0] == kind]
+
+
+def test_a_stereo_pair_arriving_in_two_takes_is_computed_in_one_batch_with_its_temporal_pairs():
+    engine = FakeEngine()
+    recorder = run_worker(engine, [
+        [frame("left", 1.0, 10)], [frame("right", 1.0, 14)],
+        [frame("left", 1.1, 11)], [frame("right", 1.1, 17)],
+    ], settings=STEREO)
+    # The first instant starts both streams (nothing to match); the second is one call:
+    # left and right temporal pairs, then left -> right.
+    assert engine.calls == [(3, "input")]
+    left = next(f for f in recorder.flows if f.camera == "left")
+    right = next(f for f in recorder.flows if f.camera == "right")
+    assert right.stereo is None
+    assert left.stereo.left is left.current and left.stereo.right is right.current
+    assert float(left.stereo.result.forward[0, 0, 0]) == 17.0 - 11.0
+    assert stereo_events(recorder, "stereo paired") == [(SECOND,), (int(1.1 * SECOND),)]
+    assert stereo_events(recorder, "stereo unpaired") == []
+
+
+def test_stereo_frames_of_different_instants_are_counted_unpaired_and_not_matched():
+    engine = FakeEngine()
+    recorder = run_worker(engine, [
+        [frame("left", 1.0, 10), frame("right", 1.0, 14)],
+        [frame("left", 1.1, 11)], [frame("right", 1.1 + 0.001, 17)],
+        [frame("left", 1.2, 12), frame("right", 1.2, 20)],
+    ], settings=STEREO)
+    # The older of the two went alone at once; the right one waited until the next
+    # right frame showed that its partner is not coming.
+    assert stereo_events(recorder, "stereo unpaired") == [
+        ("left", int(1.1 * SECOND)), ("right", int((1.1 + 0.001) * SECOND)),
+    ]
+    assert all(f.stereo is None or f.current.stamp_ns == int(1.2 * SECOND)
+               for f in recorder.flows)
+    assert sum(f.stereo is not None for f in recorder.flows) == 1
+    assert len([f for f in recorder.flows if f.camera == "right"]) == 2
+
+
+def test_a_stamp_tolerance_pairs_frames_stamped_apart():
+    engine = FakeEngine()
+    settings = WorkerSettings(
+        stereo=StereoPairConfig("left", "right", max_stamp_difference_ns=2_000_000)
+    )
+    recorder = run_worker(engine, [
+        [frame("left", 1.0, 10), frame("right", 1.0015, 14)],
+        [frame("left", 1.1, 11), frame("right", 1.1015, 17)],
+    ], settings=settings)
+    assert sum(f.stereo is not None for f in recorder.flows) == 1
+    assert stereo_events(recorder, "stereo unpaired") == []
+
+
+def test_stereo_frames_of_different_sizes_are_skipped_and_temporal_flow_goes_on():
+    engine = FakeEngine()
+    recorder = run_worker(engine, [
+        [frame("left", 1.0, 10), frame("right", 1.0, 14, width=48)],
+        [frame("left", 1.1, 11), frame("right", 1.1, 17, width=48)],
+    ], settings=STEREO)
+    assert stereo_events(recorder, "stereo skipped") == [("size_mismatch",), ("size_mismatch",)]
+    assert sorted(f.camera for f in recorder.flows) == ["left", "right"]
+    assert all(f.stereo is None for f in recorder.flows)
+    assert engine.calls == [(2, "input")]

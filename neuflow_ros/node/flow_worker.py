@@ -258,9 +258,7 @@ class FlowWorker:
             frames = self._mailbox.take(
                 timeout=0.0 if in_flight is not None else self._poll_interval_s
             )
-            ready, stereo = self._pair_stereo(
-                list(frames.values()), idle=not frames and in_flight is None
-            )
+            ready, stereo = self._pair_stereo(list(frames.values()))
             submitted = self._submit(ready, stereo) if ready else None
             if in_flight is not None:
                 self._finish(in_flight)
@@ -272,7 +270,7 @@ class FlowWorker:
             self._finish(in_flight)
 
     def _pair_stereo(
-        self, frames: list[CameraFrame], idle: bool
+        self, frames: list[CameraFrame]
     ) -> tuple[list[CameraFrame], tuple[CameraFrame, CameraFrame] | None]:
         """Hold stereo frames back until their partner came; the frames ready and the pair."""
         config = self.settings.stereo
@@ -280,7 +278,7 @@ class FlowWorker:
             return frames, None
         if self._pairing is None or self._pairing.config != config:
             self._pairing = StereoPairing(config)
-        step = self._pairing.admit(frames, idle)
+        step = self._pairing.admit(frames, time.monotonic())
         for frame in step.unpaired:
             self._observer.stereo_unpaired(frame)
         pair = step.pair

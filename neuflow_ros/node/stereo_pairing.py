@@ -2,9 +2,9 @@
 
 The two sides of a stereo camera arrive as two topics, so the worker may
 take the left frame in one batch and its right partner in the next. A
-stereo frame therefore waits (at most until the next frame of the same
-side, or until nothing arrived for a poll interval) for its partner, so
-that both sides and their left->right flow go into one engine batch.
+stereo frame therefore waits for its partner (at most until the next frame
+of either side shows it is not coming, or ``partner_timeout_s``), so that
+both sides and their left->right flow go into one engine batch.
 Frames whose partner never came go on alone and are counted as unpaired:
 a match to a frame of another instant would be wrong, not approximate.
 """
@@ -31,6 +31,9 @@ class StereoPairConfig:
     left: str
     right: str
     max_stamp_difference_ns: int = 0
+    partner_timeout_s: float = 0.25
+    """Longest wait for a partner when no later frame arrives (a stopped camera): far
+    above the few milliseconds between two drivers' frames, a few frames at 30 Hz."""
 
 
 @dataclass
@@ -51,12 +54,13 @@ class StereoPairing(Generic[FrameT]):
     def __init__(self, config: StereoPairConfig) -> None:
         self.config = config
         self._waiting: dict[str, FrameT] = {}
+        self._waiting_since_s: dict[str, float] = {}
 
-    def admit(self, frames: list[FrameT], idle: bool = False) -> PairingStep[FrameT]:
+    def admit(self, frames: list[FrameT], now_s: float) -> PairingStep[FrameT]:
         """Take a batch of newest frames (at most one per camera); release what is ready.
 
-        ``idle``: nothing arrived for a whole poll interval, so a waiting frame's
-        partner is not coming (a dropped frame, a stopped camera): release it.
+        ``now_s`` (time.monotonic()) releases frames that waited longer than
+        ``partner_timeout_s``: their partner is not coming (a stopped camera).
         """
         step: PairingStep[FrameT] = PairingStep()
         sides = (self.config.left, self.config.right)
@@ -68,6 +72,7 @@ class StereoPairing(Generic[FrameT]):
             if superseded is not None:
                 self._release_unpaired(step, superseded)
             self._waiting[frame.camera] = frame
+            self._waiting_since_s[frame.camera] = now_s
         left = self._waiting.get(self.config.left)
         right = self._waiting.get(self.config.right)
         if left is not None and right is not None:
@@ -79,11 +84,11 @@ class StereoPairing(Generic[FrameT]):
                 older = left if left.stamp_ns < right.stamp_ns else right
                 del self._waiting[older.camera]
                 self._release_unpaired(step, older)
-        if idle:
-            for camera in sides:
-                waiting = self._waiting.pop(camera, None)
-                if waiting is not None:
-                    self._release_unpaired(step, waiting)
+        for camera in sides:
+            if camera in self._waiting and (
+                now_s - self._waiting_since_s[camera] > self.config.partner_timeout_s
+            ):
+                self._release_unpaired(step, self._waiting.pop(camera))
         return step
 
     @staticmethod
