@@ -11,7 +11,15 @@ lifecycle_manager, ...) configures and activates it.
 backend, checkpoint and device override params_file only when given, so a
 params file stays the single source of truth otherwise. image / camera_info
 remap the topics of the default single camera; for several cameras list them
-in the params file (`cameras`) and remap <name>/image instead.
+in the params file (`cameras`) and remap <name>/image instead. A stereo pair
+named left and right in the params file (`cameras: [left, right]`,
+`stereo.pair: [left, right]`) is wired with left_image, left_camera_info,
+right_image and right_camera_info:
+    ros2 launch neuflow_ros neuflow.launch.py params_file:=stereo.yaml \
+        left_image:=/camera/camera/infra1/image_rect_raw \
+        left_camera_info:=/camera/camera/infra1/camera_info \
+        right_image:=/camera/camera/infra2/image_rect_raw \
+        right_camera_info:=/camera/camera/infra2/camera_info
 """
 
 import os
@@ -54,6 +62,10 @@ def _launch_node(context, *_args, **_kwargs):
             remappings=[
                 ("image", LaunchConfiguration("image")),
                 ("camera_info", LaunchConfiguration("camera_info")),
+                ("left/image", LaunchConfiguration("left_image")),
+                ("left/camera_info", LaunchConfiguration("left_camera_info")),
+                ("right/image", LaunchConfiguration("right_image")),
+                ("right/camera_info", LaunchConfiguration("right_camera_info")),
             ],
             output="screen",
             emulate_tty=True,
@@ -73,6 +85,22 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "camera_info", default_value="camera_info",
             description="CameraInfo topic of the camera.",
+        ),
+        DeclareLaunchArgument(
+            "left_image", default_value="left/image",
+            description="Image topic of the camera named 'left' in `cameras` (stereo).",
+        ),
+        DeclareLaunchArgument(
+            "left_camera_info", default_value="left/camera_info",
+            description="CameraInfo topic of the camera named 'left' in `cameras` (stereo).",
+        ),
+        DeclareLaunchArgument(
+            "right_image", default_value="right/image",
+            description="Image topic of the camera named 'right' in `cameras` (stereo).",
+        ),
+        DeclareLaunchArgument(
+            "right_camera_info", default_value="right/camera_info",
+            description="CameraInfo topic of the camera named 'right' in `cameras` (stereo).",
         ),
         DeclareLaunchArgument(
             "namespace", default_value="", description="Namespace of the node.",

@@ -16,7 +16,8 @@ import pytest
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "neuflow.launch.py"
 EXPECTED_ARGUMENTS = {
     "image", "camera_info", "namespace", "params_file", "backend", "checkpoint", "device",
-    "fastdds_profile", "lifecycle",
+    "fastdds_profile", "lifecycle", "left_image", "left_camera_info", "right_image",
+    "right_camera_info",
 }
 SCRIPTS = LAUNCH_FILE.parents[1] / "scripts"
 
@@ -66,7 +67,10 @@ def test_topics_are_remapped_and_fastdds_profile_variables_are_set(tree):
         for keyword in call.keywords if keyword.arg == "remappings"
         for element in keyword.value.elts
     }
-    assert remapped == {"image", "camera_info"}
+    assert remapped == {
+        "image", "camera_info", "left/image", "left/camera_info", "right/image",
+        "right/camera_info",
+    }
 
 
 def _module_constant(tree: ast.AST, name: str):
