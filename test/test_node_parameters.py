@@ -140,3 +140,24 @@ def test_readme_parameter_table_matches_the_declarations():
         else:
             expected = str(default)
         assert rows[spec.name] == expected, spec.name
+
+
+def test_stereo_is_off_by_default_and_reads_the_pair_when_set():
+    assert _settings().stereo is None
+    settings = _settings(**{
+        "cameras": ["left", "right", "down"], "stereo.pair": ["left", "right"],
+        "stereo.max_stamp_difference": 0.0015, "stereo.epipolar_threshold": 0.5,
+        "tracking.fb_threshold": 0.7,
+    })
+    assert (settings.stereo.left, settings.stereo.right) == ("left", "right")
+    assert settings.stereo.max_stamp_difference_ns == 1_500_000
+    assert settings.stereo.match.epipolar_threshold == 0.5
+    assert settings.stereo.match.consistency_threshold == 0.7
+
+
+@pytest.mark.parametrize(
+    "pair", [["left"], ["left", "left"], ["left", "rear"], ["left", "right", "down"]]
+)
+def test_a_stereo_pair_that_is_not_two_of_the_cameras_stops_start_up(pair):
+    with pytest.raises(ConfigurationError, match=r"stereo\.pair"):
+        _settings(**{"cameras": ["left", "right", "down"], "stereo.pair": pair})

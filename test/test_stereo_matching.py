@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 from stereo_rigs import BASELINE, HEIGHT, RECTIFIED_FOCAL, WIDTH, raw_rig, rectified_rig
 from track_sets import track_set
 
+from neuflow_ros.imaging.synthetic_sequence import WaveTexture
 from neuflow_ros.tracking.stereo_geometry import StereoCalibrationError, StereoRig
 from neuflow_ros.tracking.stereo_matching import (
     StereoMatchConfig,
     StereoTrackMatcher,
+    dense_disparity,
     match_points,
 )
 
@@ -139,3 +142,26 @@ def test_unmatched_tracks_have_nan_positions_and_velocities():
 def test_match_config_refuses_thresholds_that_reject_everything_or_nothing(value):
     with pytest.raises(ValueError, match="epipolar_threshold"):
         StereoMatchConfig(epipolar_threshold=value)
+
+
+def test_dense_disparity_holds_the_known_disparity_and_nan_where_refused():
+    forward, backward = constant_flows(-9.0, 0.0, 9.0, 0.0)
+    disparity = dense_disparity(forward, backward, rig_of(rectified_rig()), CONFIG)
+    assert disparity.shape == (HEIGHT, WIDTH)
+    # Pixels whose match falls off the right image's left edge are refused.
+    assert np.all(np.isnan(disparity[:, :9]))
+    np.testing.assert_allclose(disparity[:, 9:], 9.0)
+
+
+def test_refinement_corrects_a_flow_that_is_off_by_a_fraction_of_a_pixel():
+    texture = WaveTexture.random()
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
+    left = cv2.cvtColor(texture.sample(np.stack([xs, ys], -1)), cv2.COLOR_RGB2GRAY)
+    right = cv2.cvtColor(texture.sample(np.stack([xs + 7.25, ys], -1)), cv2.COLOR_RGB2GRAY)
+    forward, backward = constant_flows(-7.25 + 0.4, 0.0, 7.25 - 0.4, 0.0)
+    rig = rig_of(rectified_rig())
+    plain = match_points(LEFT_POINTS, forward, backward, rig, CONFIG)
+    refined = match_points(LEFT_POINTS, forward, backward, rig, CONFIG, (left, right))
+    np.testing.assert_allclose(plain.disparities, 7.25 - 0.4)
+    np.testing.assert_allclose(refined.disparities, 7.25, atol=0.05)
+

@@ -7,10 +7,12 @@ import pytest
 from track_sets import track_set
 
 from neuflow_ros.tracking.camera_model import CameraModel
+from neuflow_ros.tracking.stereo_matching import TrackMatches
 from neuflow_ros.tracking.tracker import TrackSet
 from neuflow_ros.tracking.vins_features import (
     MissingCalibrationError,
     StampOrderError,
+    right_camera_features,
     vins_feature_arrays,
 )
 
@@ -103,3 +105,26 @@ def test_refuses_bad_camera_id(camera_id: object) -> None:
     tracks = moved_tracks([0], [2], [[10, 10]], [[9, 10]])
     with pytest.raises(ValueError, match="camera_id"):
         vins_feature_arrays(tracks, model(), camera_id=camera_id)
+
+
+def test_right_entries_follow_the_left_ones_with_the_same_ids_for_matched_carried_tracks() -> None:
+    now = np.array([[40.0, 30.0], [60.0, 50.0], [80.0, 40.0]])
+    tracks = moved_tracks([4, 5, 6], [3, 2, 1], now, now - [1.0, 0.0])
+    left = vins_feature_arrays(tracks, model(), camera_id=0)
+    nan = np.nan
+    matches = TrackMatches(
+        positions=np.array([[33.5, 30.25], [nan, nan], [70.0, 40.0]], np.float32),
+        normalized=np.array([[-0.27, -0.16], [nan, nan], [0.06, -0.07]], np.float32),
+        velocities=np.array([[0.1, 0.0], [nan, nan], [0.0, 0.0]], np.float32),
+        disparities=np.array([6.5, nan, 10.0], np.float32),
+        rejections={},
+    )
+    both = right_camera_features(left, tracks, matches)
+    values = dict(both.channels)
+    # Track 5 has no match, track 6 is new (no left entry): one right entry, for 4.
+    np.testing.assert_array_equal(values["feature_id"], [4, 5, 4])
+    np.testing.assert_array_equal(values["camera_id"], [0, 0, 1])
+    np.testing.assert_allclose([values["u"][2], values["v"][2]], [33.5, 30.25])
+    np.testing.assert_allclose(both.points[2], [-0.27, -0.16, 1.0], rtol=1e-6)
+    np.testing.assert_allclose([values["velocity_x"][2], values["velocity_y"][2]], [0.1, 0.0])
+    assert right_camera_features(left, tracks, None) is left
