@@ -21,6 +21,7 @@ from neuflow_ros.imaging.image_conversion import (
     flow_to_image_payload,
     rgb_to_image_payload,
 )
+from neuflow_ros.tracking.stereo_matching import TrackMatches
 from neuflow_ros.tracking.tracker import TrackSet
 
 TIME_TYPE = "builtin_interfaces/msg/Time"
@@ -89,11 +90,16 @@ class ResultMessages:
     def flow_visualization(self, header: Any, rgb: np.ndarray) -> Any:
         return self._image_message(header, rgb_to_image_payload(rgb))
 
-    def track_array(self, header: Any, previous_stamp_ns: int, tracks: TrackSet) -> Any:
+    def track_array(self, header: Any, previous_stamp_ns: int, tracks: TrackSet,
+                    matches: TrackMatches | None = None) -> Any:
+        """``matches``: right-image matches of a stereo left camera, row for row; None = NaN."""
+        if matches is None:
+            matches = TrackMatches.unmatched(len(tracks))
         columns = zip(
             tracks.ids.tolist(), tracks.ages.tolist(), tracks.positions.tolist(),
             tracks.previous_positions.tolist(), tracks.velocities.tolist(),
-            tracks.normalized.tolist(), tracks.errors.tolist(), strict=True,
+            tracks.normalized.tolist(), tracks.errors.tolist(), matches.positions.tolist(),
+            matches.normalized.tolist(), matches.disparities.tolist(), strict=True,
         )
         items = [
             self._track(
@@ -101,8 +107,12 @@ class ResultMessages:
                 previous_x=previous[0], previous_y=previous[1],
                 velocity_x=velocity[0], velocity_y=velocity[1],
                 normalized_x=normalized[0], normalized_y=normalized[1], error=error,
+                right_x=right[0], right_y=right[1],
+                right_normalized_x=right_normalized[0], right_normalized_y=right_normalized[1],
+                disparity=disparity,
             )
-            for track_id, age, position, previous, velocity, normalized, error in columns
+            for (track_id, age, position, previous, velocity, normalized, error, right,
+                 right_normalized, disparity) in columns
         ]
         return self._track_array(
             header=header, previous_stamp=self.time(previous_stamp_ns), tracks=items
