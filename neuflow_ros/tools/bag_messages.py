@@ -30,6 +30,8 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 OPTICAL_FLOW_TYPE = "neuflow_ros/msg/OpticalFlow"
 TRACK_TYPE = "neuflow_ros/msg/Track"
 TRACK_ARRAY_TYPE = "neuflow_ros/msg/TrackArray"
+DISPARITY_TYPE = "stereo_msgs/msg/DisparityImage"
+REGION_OF_INTEREST_TYPE = "sensor_msgs/msg/RegionOfInterest"
 _NANOSECONDS = 1_000_000_000
 
 
@@ -69,6 +71,8 @@ class ResultMessages:
         self._flow = types[OPTICAL_FLOW_TYPE]
         self._track = types[TRACK_TYPE]
         self._track_array = types[TRACK_ARRAY_TYPE]
+        self._disparity = types[DISPARITY_TYPE]
+        self._region = types[REGION_OF_INTEREST_TYPE]
 
     def time(self, nanoseconds: int) -> Any:
         seconds, remainder = divmod(int(nanoseconds), _NANOSECONDS)
@@ -89,6 +93,18 @@ class ResultMessages:
 
     def flow_visualization(self, header: Any, rgb: np.ndarray) -> Any:
         return self._image_message(header, rgb_to_image_payload(rgb))
+
+    def disparity_image(self, header: Any, payload: tuple[int, int, str, int, memoryview],
+                        focal_length: float, baseline: float, max_disparity: float) -> Any:
+        """Whole image valid window, min_disparity 0 (invalid pixels lie below), delta_d 0."""
+        height, width = payload[0], payload[1]
+        return self._disparity(
+            header=header, image=self._image_message(header, payload), f=focal_length,
+            t=baseline,
+            valid_window=self._region(x_offset=0, y_offset=0, height=height, width=width,
+                                      do_rectify=False),
+            min_disparity=0.0, max_disparity=max_disparity, delta_d=0.0,
+        )
 
     def track_array(self, header: Any, previous_stamp_ns: int, tracks: TrackSet,
                     matches: TrackMatches | None = None) -> Any:

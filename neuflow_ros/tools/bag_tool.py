@@ -35,6 +35,7 @@ from neuflow_ros.tools.flow_folder_writer import FLOW_FORMATS, INDEX_FILE, FlowF
 from neuflow_ros.tools.offline_pipeline import OfflineFlowPipeline, PipelineCounts
 from neuflow_ros.tools.progress_report import ProgressReport
 from neuflow_ros.tools.size_argument import size_argument
+from neuflow_ros.tracking.stereo_matching import StereoMatchConfig
 from neuflow_ros.tracking.tracker import FeatureTracker, TrackerConfig
 
 PROGRAM = "neuflow-bag"
@@ -68,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
     bag.add_argument("--camera-info-topic",
                      help="sensor_msgs/CameraInfo topic (normalized track coordinates)")
+    bag.add_argument("--right-image-topic",
+                     help="stereo: the right camera's image topic; left tracks (--image-topic) "
+                     "get their right-image match and <prefix>/disparity is written")
+    bag.add_argument("--right-camera-info-topic",
+                     help="stereo: the right camera's CameraInfo (with --camera-info-topic for "
+                     "the left; both needed to match)")
+    bag.add_argument("--max-stamp-difference", type=float, default=0.0,
+                     help="stereo: seconds a left and a right stamp may differ and still pair "
+                     "(default: %(default)s, identical stamps)")
+    bag.add_argument("--epipolar-threshold", type=float, default=1.0,
+                     help="stereo: largest row difference of a match, rectified px "
+                     "(default: %(default)s)")
     bag.add_argument("--output-prefix", default="/neuflow",
                      help="namespace of the new topics (default: %(default)s)")
     bag.add_argument("--storage", choices=("sqlite3", "mcap"),
@@ -252,6 +265,7 @@ def _run_bag(args: argparse.Namespace, report: ProgressReport) -> int:
         # rosbags is needed for bag input only; image folders and videos work without it.
         from neuflow_ros.tools.bag_io import BagError
         from neuflow_ros.tools.bag_runner import BagInput, BagOutputOptions, process_bag
+        from neuflow_ros.tools.bag_stereo import BagStereo
     except ImportError as error:
         raise ToolError(
             f"bag input needs the 'rosbags' Python package (pip install rosbags): {error}"
@@ -260,28 +274,40 @@ def _run_bag(args: argparse.Namespace, report: ProgressReport) -> int:
         raise ToolError(
             "--fps, --flow-format and --no-flow-files apply to image folder and video input only"
         )
+    if args.right_camera_info_topic and not args.right_image_topic:
+        raise ToolError("--right-camera-info-topic needs --right-image-topic")
+    try:
+        match_config = StereoMatchConfig(epipolar_threshold=args.epipolar_threshold,
+                                         consistency_threshold=args.fb_threshold)
+    except ValueError as error:
+        raise ToolError(str(error)) from error
     try:
         source = BagInput(args.input, args.image_topic, args.camera_info_topic, args.start,
-                          args.end)
+                          args.end, args.right_image_topic, args.right_camera_info_topic)
     except BagError as error:
         raise ToolError(str(error)) from error
     try:
         run = _Run(args, report)
         _prepare_output(args.output, args.overwrite, "metadata.yaml")
         options = BagOutputOptions(args.output, args.storage, args.output_prefix,
-                                   args.flow_vis, not args.no_tracks, run.vis_max)
-        interrupted = process_bag(source, options, run.pipeline, report, run.warn)
+                                   args.flow_vis, not args.no_tracks, run.vis_max,
+                                   round(args.max_stamp_difference * 1e9))
+        stereo = BagStereo(match_config, run.warn)
+        interrupted = process_bag(source, options, run.pipeline, report, run.warn, stereo)
     except BagError as error:
         raise ToolError(str(error)) from error
     finally:
         source.close()
     run.summarize(interrupted, args.output)
+    if source.stereo:
+        report.message(f"{PROGRAM}: stereo: {stereo.summary() or 'nothing paired'}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 def _run_files(args: argparse.Namespace, kind: str, report: ProgressReport) -> int:
-    if args.image_topic or args.camera_info_topic:
-        raise ToolError("--image-topic and --camera-info-topic apply to bag input only")
+    if args.image_topic or args.camera_info_topic or args.right_image_topic:
+        raise ToolError("--image-topic, --camera-info-topic and --right-image-topic apply to "
+                        "bag input only")
     if args.no_flow_files and args.no_tracks and not args.flow_vis:
         raise ToolError("--no-flow-files with --no-tracks (and no --flow-vis) leaves nothing "
                         "to write")

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from neuflow_ros.flow.engine import FlowEngine, FlowResult, FramePair
 from neuflow_ros.imaging.frame_sources import SourceFrame
 from neuflow_ros.imaging.image_conversion import CameraImage, ImageFormatError, to_gray
@@ -33,6 +35,16 @@ class PipelineCounts:
 
 
 @dataclass(frozen=True)
+class StereoOutput:
+    """Flow from the left frame to the right frame of the same instant (and back)."""
+
+    right: SourceFrame
+    flow: FlowResult
+    left_gray: np.ndarray
+    right_gray: np.ndarray
+
+
+@dataclass(frozen=True)
 class PairOutput:
     """Flow from ``previous`` to ``current`` and the tracks advanced along it."""
 
@@ -40,6 +52,7 @@ class PairOutput:
     current: SourceFrame
     flow: FlowResult
     tracks: TrackSet | None
+    stereo: StereoOutput | None = None
 
 
 _STREAM = "offline"
@@ -69,8 +82,12 @@ class OfflineFlowPipeline:
         self._camera_model = model
         self._camera_model_size_warned = False
 
-    def process(self, frame: SourceFrame) -> PairOutput | None:
-        """Advance by one frame; the pair output, or None when no flow ends at this frame."""
+    def process(self, frame: SourceFrame, right: SourceFrame | None = None) -> PairOutput | None:
+        """Advance by one frame; the pair output, or None when no flow ends at this frame.
+
+        ``right``: the right frame of the same instant (stereo); its left->right
+        flow is computed in the same engine call as this frame's pair.
+        """
         self.counts.frames += 1
         try:
             image = frame.decode()
@@ -92,20 +109,45 @@ class OfflineFlowPipeline:
                     self._update_tracker(image, frame.stamp_ns, None)
                 return None
             previous_frame, previous_image = step.previous.payload
-            pair = FramePair(
+            pairs = [FramePair(
                 previous_image.pixels, image.pixels, image.color_order, stream=_STREAM
-            )
+            )]
+            right_image = self._stereo_partner(image, right)
+            if right_image is not None:
+                pairs.append(FramePair(image.pixels, right_image.pixels, image.color_order))
+            # The stereo pair's right->left flow checks its matches; with one backward flag
+            # per engine call the temporal pair then gets its backward flow too.
             backward = self._tracker is not None and self._tracker.config.forward_backward
-            (result,) = self._engine.compute([pair], backward=backward)
+            results = self._engine.compute(pairs, backward=backward or right_image is not None)
             tracks = None
             if self._tracker is not None:
-                tracks = self._update_tracker(image, frame.stamp_ns, result)
+                tracks = self._update_tracker(image, frame.stamp_ns, results[0])
         except ValueError as error:
             # FrameError, ImageFormatError and the tracker's input checks are ValueErrors.
             self._fail(frame.name, str(error))
             return None
         self.counts.pairs += 1
-        return PairOutput(previous_frame, frame, result, tracks)
+        stereo = None
+        if right is not None and right_image is not None:
+            stereo = StereoOutput(right, results[1], to_gray(image.pixels, image.color_order),
+                                  to_gray(right_image.pixels, right_image.color_order))
+        return PairOutput(previous_frame, frame, results[0], tracks, stereo)
+
+    def _stereo_partner(self, image: CameraImage, right: SourceFrame | None) -> CameraImage | None:
+        """The decoded right frame, or None (with a warning) when it cannot pair with ``image``."""
+        if right is None:
+            return None
+        try:
+            right_image = right.decode()
+        except ImageFormatError as error:
+            self._warn(f"frame {right.name}: no stereo match, cannot decode: {error}")
+            return None
+        if (right_image.pixels.shape != image.pixels.shape
+                or right_image.color_order != image.color_order):
+            self._warn(f"frame {right.name}: no stereo match, its size or colour order differs "
+                       "from the left frame's")
+            return None
+        return right_image
 
     def record_error(self, name: str, reason: str) -> None:
         """Count a frame that never reached process() (e.g. an undecodable bag record)."""
