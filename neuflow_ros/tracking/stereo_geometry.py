@@ -39,10 +39,18 @@ def rectified_pixels(model: CameraModel, pixels: np.ndarray) -> np.ndarray:
     """
     if model.projection is None:
         raise ValueError("the camera model has no projection matrix P")
-    normalized = model.undistort_normalized(pixels)
-    rays = np.hstack([normalized, np.ones((normalized.shape[0], 1))])
     rotation = model.rectification if model.rectification is not None else np.eye(3)
-    projected = rays @ (model.projection[:, :3] @ rotation).T
+    to_rectified = model.projection[:, :3] @ rotation
+    points = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    if model.distortion_model != "equidistant" and not np.any(model.distortion):
+        # No distortion: one homography, instead of iterating every point (a dense
+        # disparity image rectifies every pixel; 640x480 took 130 ms the iterative way).
+        to_rectified = to_rectified @ np.linalg.inv(model.camera_matrix)
+        rays = np.hstack([points, np.ones((points.shape[0], 1))])
+    else:
+        normalized = model.undistort_normalized(points)
+        rays = np.hstack([normalized, np.ones((normalized.shape[0], 1))])
+    projected = rays @ to_rectified.T
     return projected[:, :2] / projected[:, 2:3]
 
 
