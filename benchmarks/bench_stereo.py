@@ -69,13 +69,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--disparity", type=float, default=12.4)
     parser.add_argument("--dis-preset", default="fast")
+    parser.add_argument("--backend", default="dis", choices=("dis", "neuflow_v2", "neuflow_v1"))
+    parser.add_argument("--checkpoint", help="NeuFlow checkpoint (random weights time the same)")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "stereo.json")
     args = parser.parse_args()
     width, height = args.size
     cv2.setNumThreads(args.threads)
-    engine = create_engine(EngineConfig(backend="dis", dis_preset=args.dis_preset,
-                                        num_threads=args.threads))
+    engine = create_engine(EngineConfig(backend=args.backend, checkpoint=args.checkpoint,
+                                        device=args.device if args.backend != "dis" else "auto",
+                                        dis_preset=args.dis_preset, num_threads=args.threads),
+                           allow_dis_fallback=False)
     rig = rectified_rig(width, height)
     config = StereoMatchConfig()
     tracker = FeatureTracker(TrackerConfig(min_distance=15.0))
@@ -138,7 +143,10 @@ def main() -> None:
     dense = np.array(disparity_errors)
     summary = {
         "size": f"{width}x{height}", "frames": args.frames, "disparity_px": args.disparity,
-        "engine": f"dis {args.dis_preset}, {args.threads} thread(s)",
+        "engine": f"{engine.backend} on {engine.device}"
+                  + (f" ({args.dis_preset})" if engine.backend == "dis" else "")
+                  + f", {args.threads} thread(s)",
+        "backbone_runs": engine.encoded_frames,
         "matched_per_frame_mean": statistics.mean(matched),
         "left_tracks_per_frame_mean": statistics.mean(tracked),
         "right_error_px": {"median": float(np.median(errors)),

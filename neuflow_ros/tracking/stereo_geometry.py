@@ -27,8 +27,6 @@ class StereoCalibrationError(ValueError):
         self.reason = reason
 
 
-STEREO_CALIBRATION_REASONS = ("size_mismatch", "missing_projection", "zero_baseline")
-
 
 def rectified_pixels(model: CameraModel, pixels: np.ndarray) -> np.ndarray:
     """Raw (distorted) pixels (N, 2) -> their positions in the camera's rectified image, float64.
