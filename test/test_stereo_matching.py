@@ -165,3 +165,14 @@ def test_refinement_corrects_a_flow_that_is_off_by_a_fraction_of_a_pixel():
     np.testing.assert_allclose(plain.disparities, 7.25 - 0.4)
     np.testing.assert_allclose(refined.disparities, 7.25, atol=0.05)
 
+
+
+def test_undistorted_cameras_rotated_off_the_rectified_frame_rectify_as_opencv_does():
+    """Zero distortion takes the one-homography path; R and P must still apply."""
+    sides = [dataclasses.replace(side, d=np.zeros(5)) for side in raw_rig()]
+    rig = rig_of(sides)
+    points = scene_points(3.0)
+    left, right = sides
+    disparity, rows = rig.disparity(left.project(points, 0.0), right.project(points, BASELINE))
+    np.testing.assert_allclose(disparity, RECTIFIED_FOCAL * BASELINE / 3.0, atol=1e-6)
+    np.testing.assert_allclose(rows, 0.0, atol=1e-6)
