@@ -18,13 +18,9 @@ import cv2
 import numpy as np
 
 from neuflow_ros.tracking.stereo_geometry import StereoRig
-from neuflow_ros.tracking.tracker import TrackSet, sample_bilinear
+from neuflow_ros.tracking.tracker import TrackSet, lucas_kanade, sample_bilinear
 
 STEREO_REJECTION_REASONS = ("non_finite", "outside", "consistency", "epipolar", "disparity")
-
-# As the tracker's refinement: one coarser level from a good prediction, stop at 0.01 px.
-_REFINE_PYRAMID_LEVEL = 1
-_REFINE_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
 
 
 @dataclass(frozen=True)
@@ -138,18 +134,7 @@ def _refine(
 ) -> np.ndarray:
     """Lucas-Kanade matches started at ``predicted``; the prediction where LK fails or jumps."""
     left, right = images
-    window = config.refine_window
-    tracked, status, _ = cv2.calcOpticalFlowPyrLK(
-        left, right,
-        points.astype(np.float32).reshape(-1, 1, 2),
-        predicted.astype(np.float32).reshape(-1, 1, 2),
-        winSize=(window, window),
-        maxLevel=_REFINE_PYRAMID_LEVEL,
-        criteria=_REFINE_CRITERIA,
-        flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
-    )
-    tracked = tracked.reshape(-1, 2).astype(np.float64)
-    found = status.reshape(-1).astype(bool) & np.all(np.isfinite(tracked), axis=1)
+    tracked, found, _ = lucas_kanade(left, right, points, predicted, config.refine_window)
     accepted = found & (
         np.linalg.norm(tracked - predicted, axis=1) <= config.refine_max_correction
     )

@@ -223,6 +223,32 @@ class _IdAllocator:
         return ids.astype(np.uint64)
 
 
+def lucas_kanade(
+    previous: np.ndarray, current: np.ndarray, start: np.ndarray, predicted: np.ndarray,
+    window: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pyramidal Lucas-Kanade of ``start`` (in ``previous``), started at ``predicted``.
+
+    The refinement step of the tracker (frame to frame) and of the stereo
+    matches (left to right): from a good flow prediction one coarser level
+    and a 0.01 px stopping step suffice. Returns the positions (N, 2)
+    float64, whether LK found each point, and LK's residual per point.
+    """
+    tracked, status, residuals = cv2.calcOpticalFlowPyrLK(
+        previous,
+        current,
+        start.astype(np.float32).reshape(-1, 1, 2),
+        predicted.astype(np.float32).reshape(-1, 1, 2),
+        winSize=(window, window),
+        maxLevel=_REFINE_PYRAMID_LEVEL,
+        criteria=_REFINE_CRITERIA,
+        flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+    )
+    tracked = tracked.reshape(-1, 2).astype(np.float64)
+    found = status.reshape(-1).astype(bool) & np.all(np.isfinite(tracked), axis=1)
+    return tracked, found, residuals.reshape(-1)
+
+
 def sample_bilinear(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Bilinearly interpolate an (H, W, C) field at sub-pixel (x, y) points -> (N, C) float64.
 
@@ -587,20 +613,10 @@ class FeatureTracker:
         candidates = np.flatnonzero(np.all(np.isfinite(predicted), axis=1))
         if candidates.size == 0:
             return refined, residuals
-        initial = predicted[candidates].astype(np.float32).reshape(-1, 1, 2)
         window = self._config.refine_window
-        tracked, status, lk_errors = cv2.calcOpticalFlowPyrLK(
-            previous,
-            gray,
-            start[candidates].astype(np.float32).reshape(-1, 1, 2),
-            initial.copy(),
-            winSize=(window, window),
-            maxLevel=_REFINE_PYRAMID_LEVEL,
-            criteria=_REFINE_CRITERIA,
-            flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+        tracked, found, lk_errors = lucas_kanade(
+            previous, gray, start[candidates], predicted[candidates], window
         )
-        tracked = tracked.reshape(-1, 2).astype(np.float64)
-        found = status.reshape(-1).astype(bool) & np.all(np.isfinite(tracked), axis=1)
         correction = np.linalg.norm(tracked - predicted[candidates], axis=1)
         accepted = found & (correction <= self._config.refine_max_correction)
         self._refinement_fallbacks["lk_failed"] += int(np.count_nonzero(~found))
@@ -608,7 +624,7 @@ class FeatureTracker:
         chosen = candidates[accepted]
         bias = window_bias(previous, start[chosen], jacobian[chosen], window)
         refined[chosen] = tracked[accepted] - bias
-        residuals[chosen] = lk_errors.reshape(-1)[accepted]
+        residuals[chosen] = lk_errors[accepted]
         kept = candidates[~accepted]
         residuals[kept] = patch_residuals(previous, gray, start[kept], predicted[kept], window)
         return refined, residuals
