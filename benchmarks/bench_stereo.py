@@ -8,11 +8,11 @@ tracker; the right matches; the dense disparity. It prints and saves
 
 - matched features per frame (and per left track), right-position error
   against the truth, dense-disparity error and valid fraction;
-- per-frame time without stereo (one engine call, two temporal pairs) and
-  with stereo (the same call with the left->right pair, plus the right
-  matches), measured alternately in one run, and their ratio; the dense
-  disparity, which the node computes only while ~/disparity has a
-  subscriber, is timed on its own.
+- per-frame time without stereo (one engine call, two temporal pairs, no
+  backward flow: the node's default) and with stereo (the same call with
+  the left->right and right->left pairs, plus the right matches), measured
+  alternately in one run, and their ratio; the dense disparity, which the
+  node computes only while ~/disparity has a subscriber, is timed on its own.
 
     PYTHONPATH=. python benchmarks/bench_stereo.py --size 640x480 --frames 30
 """
@@ -30,6 +30,7 @@ import numpy as np
 
 from neuflow_ros.flow.engine import EngineConfig, FramePair, create_engine
 from neuflow_ros.imaging.synthetic_sequence import interior_margin, textured_image
+from neuflow_ros.node.flow_worker import stereo_frame_pairs, stereo_result
 from neuflow_ros.tools.size_argument import size_argument
 from neuflow_ros.tracking.camera_model import CameraModel
 from neuflow_ros.tracking.stereo_geometry import StereoRig
@@ -109,7 +110,8 @@ def main() -> None:
                 times[variant].append(time.perf_counter() - started)
                 continue
             results = engine.compute(
-                [*temporal, FramePair(left, right, "rgb")], backward=True
+                [*temporal, *stereo_frame_pairs(left, right, "rgb", backward=False)],
+                backward=False,
             )
             engine_s = time.perf_counter() - started
             left_gray = cv2.cvtColor(left, cv2.COLOR_RGB2GRAY)
@@ -117,7 +119,7 @@ def main() -> None:
             # The tracker runs with or without stereo: not part of either time.
             tracks = tracker.update(left_gray, index * 0.05, results[0].forward,
                                     results[0].backward)
-            stereo = results[2]
+            stereo = stereo_result(results[2:])
             started = time.perf_counter()
             matches = matcher.match(tracks, stereo.forward, stereo.backward, rig,
                                     (left_gray, right_gray))

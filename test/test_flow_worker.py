@@ -475,13 +475,14 @@ def test_a_stereo_pair_arriving_in_two_takes_is_computed_in_one_batch_with_its_t
         [frame("left", 1.1, 11)], [frame("right", 1.1, 17)],
     ], settings=STEREO)
     # The first instant starts both streams (nothing to match); the second is one call:
-    # left and right temporal pairs, then left -> right.
-    assert engine.calls == [(3, "input")]
+    # left and right temporal pairs, then left -> right and (no backward flow) right -> left.
+    assert engine.calls == [(4, "input")]
     left = next(f for f in recorder.flows if f.camera == "left")
     right = next(f for f in recorder.flows if f.camera == "right")
     assert right.stereo is None
     assert left.stereo.left is left.current and left.stereo.right is right.current
     assert float(left.stereo.result.forward[0, 0, 0]) == 17.0 - 11.0
+    assert float(left.stereo.result.backward[0, 0, 0]) == 11.0 - 17.0
     assert stereo_events(recorder, "stereo paired") == [(SECOND,), (int(1.1 * SECOND),)]
     assert stereo_events(recorder, "stereo unpaired") == []
 

@@ -75,6 +75,31 @@ class StereoFlow:
     result: FlowResult
 
 
+def stereo_frame_pairs(
+    left: np.ndarray, right: np.ndarray, color_order: str, backward: bool
+) -> list[FramePair]:
+    """The pairs that give a stereo pair's left->right and right->left flow in a batch.
+
+    The engine takes one backward flag per call: when the batch computes
+    backward flow anyway, left->right alone carries both; otherwise the
+    reverse goes in as a pair of its own, so the temporal pairs are not
+    computed backward for the stereo check's sake. Neither adds a backbone
+    pass: both images are in the batch already.
+    """
+    pairs = [FramePair(left, right, color_order)]
+    if not backward:
+        pairs.append(FramePair(right, left, color_order))
+    return pairs
+
+
+def stereo_result(results: Sequence[FlowResult]) -> FlowResult:
+    """One FlowResult (forward left->right, backward right->left) from stereo_frame_pairs'."""
+    if len(results) == 1:
+        return results[0]
+    forward, reverse = results
+    return FlowResult(forward.forward, reverse.forward, forward.input_size)
+
+
 @dataclass(frozen=True)
 class CameraFlow:
     """Flow between two frames of one camera: what every output publisher consumes.
@@ -313,13 +338,15 @@ class FlowWorker:
                        for p, c in pairs]
         if stereo is not None:
             left, right = stereo
-            frame_pairs.append(FramePair(left.pixels, right.pixels, left.color_order))
+            frame_pairs += stereo_frame_pairs(
+                left.pixels, right.pixels, left.color_order, settings.backward
+            )
         started = time.perf_counter()
         try:
             with self._engine_call("compute"):
                 pending = self.engine.submit(
                     frame_pairs,
-                    backward=settings.backward or stereo is not None,
+                    backward=settings.backward,
                     output_grid=settings.output_grid,
                 )
         except Exception as error:
@@ -338,8 +365,8 @@ class FlowWorker:
         output_grid = batch.settings.output_grid
         stereo = None
         if batch.stereo is not None:
-            stereo = StereoFlow(*batch.stereo, results[-1])
-            results = results[:-1]
+            stereo = StereoFlow(*batch.stereo, stereo_result(results[len(batch.pairs):]))
+            results = results[:len(batch.pairs)]
         flows = [
             CameraFlow(
                 current.camera, previous, current, result, output_grid,
@@ -388,15 +415,15 @@ class FlowWorker:
         self._layouts_warmed_up.add(layout)
         settings = self.settings
         stereo = settings.stereo
-        # A stereo pair's batch carries its left->right flow too, always with backward.
+        # A stereo pair's batch carries its left->right flow too (and right->left).
         pairs = len(cameras)
         if stereo is not None and {stereo.left, stereo.right} <= cameras:
-            pairs += 1
+            pairs += 1 if settings.backward else 2
         try:
             with self._engine_call("warm-up"):
                 self.engine.warm_up(
                     frame.height, frame.width, frame.color_order, batch=pairs,
-                    backward=settings.backward or stereo is not None,
+                    backward=settings.backward,
                     output_grid=settings.output_grid,
                     backward_may_change=True,
                 )

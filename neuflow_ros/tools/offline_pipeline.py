@@ -18,6 +18,7 @@ from neuflow_ros.flow.engine import FlowEngine, FlowResult, FramePair
 from neuflow_ros.imaging.frame_sources import SourceFrame
 from neuflow_ros.imaging.image_conversion import CameraImage, ImageFormatError, to_gray
 from neuflow_ros.node.camera_stream import CameraStream, ResetReason, StreamFrame
+from neuflow_ros.node.flow_worker import stereo_frame_pairs, stereo_result
 from neuflow_ros.tracking.camera_model import CameraModel
 from neuflow_ros.tracking.tracker import FeatureTracker, TrackSet
 
@@ -112,13 +113,13 @@ class OfflineFlowPipeline:
             pairs = [FramePair(
                 previous_image.pixels, image.pixels, image.color_order, stream=_STREAM
             )]
+            backward = self._tracker is not None and self._tracker.config.forward_backward
             right_image = self._stereo_partner(image, right)
             if right_image is not None:
-                pairs.append(FramePair(image.pixels, right_image.pixels, image.color_order))
-            # The stereo pair's right->left flow checks its matches; with one backward flag
-            # per engine call the temporal pair then gets its backward flow too.
-            backward = self._tracker is not None and self._tracker.config.forward_backward
-            results = self._engine.compute(pairs, backward=backward or right_image is not None)
+                pairs += stereo_frame_pairs(
+                    image.pixels, right_image.pixels, image.color_order, backward
+                )
+            results = self._engine.compute(pairs, backward=backward)
             tracks = None
             if self._tracker is not None:
                 tracks = self._update_tracker(image, frame.stamp_ns, results[0])
@@ -129,7 +130,8 @@ class OfflineFlowPipeline:
         self.counts.pairs += 1
         stereo = None
         if right is not None and right_image is not None:
-            stereo = StereoOutput(right, results[1], to_gray(image.pixels, image.color_order),
+            stereo = StereoOutput(right, stereo_result(results[1:]),
+                                  to_gray(image.pixels, image.color_order),
                                   to_gray(right_image.pixels, right_image.color_order))
         return PairOutput(previous_frame, frame, results[0], tracks, stereo)
 
