@@ -158,8 +158,9 @@ def test_each_bad_input_disables_matching_with_its_reason_counted(run, reason):
     reports, node = run
     report = reports[reason]
     assert disabled(report, reason) >= FRAMES_PER_CASE - 1, node.output()
-    # Counted once per frame pair, not again by later cases.
-    assert disabled(reports["apart"], reason) == disabled(report, reason)
+    # Counted per frame pair of its case; a later case adds at most the one pair that
+    # still met the previous case's calibration (a new CameraInfo takes a frame to apply).
+    assert disabled(reports["apart"], reason) <= disabled(report, reason) + 1
 
 
 @pytest.mark.parametrize(
