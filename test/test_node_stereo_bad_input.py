@@ -1,10 +1,10 @@
 """A stereo pair the node cannot match, over DDS: counted, warned once, temporal outputs go on.
 
-One node goes through the bad cases one after another: no right
-CameraInfo, one without a projection matrix, one without a baseline, right
-frames of another size, and right frames stamped apart by more than
-stereo.max_stamp_difference; then a good pair within the tolerance, which
-must match again.
+One node goes through the bad cases one after another: an uncalibrated
+right CameraInfo (K all zero), no right CameraInfo, one without a
+projection matrix, one without a baseline, right frames of another size,
+and right frames stamped apart by more than stereo.max_stamp_difference;
+then a good pair within the tolerance, which must match again.
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ def good_infos() -> dict[str, CameraInfo]:
     left, right = rectified_rig()
     return {"left": camera_info(camera_info_fields(left)),
             "right": camera_info(camera_info_fields(right))}
+
+
+def uncalibrated_right() -> CameraInfo:
+    """As a driver without a calibration file publishes it: the size, and K, D, R, P all zero."""
+    _, right = rectified_rig()
+    fields = camera_info_fields(right)
+    fields["k"], fields["r"], fields["p"] = [0.0] * 9, [0.0] * 9, [0.0] * 12
+    return camera_info(fields)
 
 
 def right_without_projection() -> CameraInfo:
@@ -119,9 +127,12 @@ def run(harness, tmp_path_factory):
             reports[label] = (watcher.latest().get(stereo_status, (0, "", {})),
                               {side: camera_count(watcher, "flows published", side)
                                for side in ("left", "right")},
-                              len(tracks.messages))
+                              len(tracks.messages),
+                              watcher.camera("right")[2])
 
         cases = {
+            "uncalibrated_right": lambda: rig.send({"left": good["left"],
+                                                    "right": uncalibrated_right()}),
             "missing_camera_info": lambda: rig.send({"left": good["left"]}),
             "missing_projection": lambda: rig.send({"left": good["left"],
                                                     "right": right_without_projection()}),
@@ -172,6 +183,15 @@ def test_each_bad_input_is_warned_about_rate_limited(run, reason):
                 if "[WARN]" in line and f"({reason})" in line]
     # One per reason and 5 s, not one per frame pair.
     assert 1 <= len(warnings) < FRAMES_PER_CASE
+
+
+def test_an_uncalibrated_right_camera_info_is_refused_by_its_camera_and_disables_matching(run):
+    reports, node = run
+    report = reports["uncalibrated_right"]
+    right_camera = report[3]
+    assert int(right_camera.get("camera_info rejected: bad_focal", "0")) >= FRAMES_PER_CASE - 1
+    assert disabled(report, "missing_camera_info") >= FRAMES_PER_CASE - 1, node.output()
+    assert int(report[0][2].get("frames matched", "0")) == 0
 
 
 def test_temporal_flow_and_tracks_go_on_while_stereo_is_off(run):
