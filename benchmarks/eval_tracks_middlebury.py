@@ -20,12 +20,8 @@ import numpy as np
 
 from neuflow_ros.flow.engine import EngineConfig, FlowEngine, FramePair
 from neuflow_ros.imaging.flow_io import read_flo
-from neuflow_ros.tracking.tracker import (
-    REJECTION_REASONS,
-    FeatureTracker,
-    TrackerConfig,
-    sample_bilinear,
-)
+from neuflow_ros.tracking.image_patches import sample_bilinear
+from neuflow_ros.tracking.tracker import REJECTION_REASONS, FeatureTracker, TrackerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 UNKNOWN_FLOW = 1e9

@@ -17,10 +17,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from neuflow_ros.tracking.image_patches import sample_bilinear
 from neuflow_ros.tracking.stereo_geometry import StereoRig
-from neuflow_ros.tracking.tracker import TrackSet, lucas_kanade, sample_bilinear
+from neuflow_ros.tracking.tracker import TrackSet, lucas_kanade
 
 STEREO_REJECTION_REASONS = ("non_finite", "outside", "consistency", "epipolar", "disparity")
+
+# One coarser level lets LK recover from a left-right prediction a few pixels
+# off (the value measured with benchmarks/bench_stereo.py).
+_MATCH_PYRAMID_LEVELS = 1
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,9 @@ def _refine(
 ) -> np.ndarray:
     """Lucas-Kanade matches started at ``predicted``; the prediction where LK fails or jumps."""
     left, right = images
-    tracked, found, _ = lucas_kanade(left, right, points, predicted, config.refine_window)
+    tracked, found, _ = lucas_kanade(
+        left, right, points, predicted, config.refine_window, _MATCH_PYRAMID_LEVELS
+    )
     accepted = found & (
         np.linalg.norm(tracked - predicted, axis=1) <= config.refine_max_correction
     )

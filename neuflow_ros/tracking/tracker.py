@@ -9,6 +9,7 @@ it can be tested and reused without a ROS installation.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -17,15 +18,17 @@ import numpy as np
 
 from neuflow_ros.tracking.camera_model import CameraModel
 from neuflow_ros.tracking.corner_detection import CornerDetectorConfig, detect_corners
+from neuflow_ros.tracking.image_patches import bilinear_patches, gather_patches, sample_bilinear
 
 REJECTION_REASONS = ("non_finite", "border", "forward_backward", "photometric", "epipolar")
 
 # Why a track's flow prediction was kept instead of its Lucas-Kanade refinement.
 REFINEMENT_FALLBACKS = ("lk_failed", "correction_limit")
 
-# One coarser level lets LK recover from a flow prediction a few pixels off;
-# the prediction is already close, so more levels only cost time.
-_REFINE_PYRAMID_LEVEL = 1
+# Lucas-Kanade on the full-resolution image only: the flow prediction is
+# within LK's reach, and a coarser level cost the tracker 15 % of its time
+# at equal Middlebury accuracy (benchmarks/compare_klt.py).
+_REFINE_PYRAMID_LEVELS = 0
 # Stop once an LK step is below 0.01 px: far below the accuracy a track needs,
 # reached in a handful of iterations from a good prediction.
 _REFINE_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
@@ -225,14 +228,15 @@ class _IdAllocator:
 
 def lucas_kanade(
     previous: np.ndarray, current: np.ndarray, start: np.ndarray, predicted: np.ndarray,
-    window: int,
+    window: int, pyramid_levels: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pyramidal Lucas-Kanade of ``start`` (in ``previous``), started at ``predicted``.
 
     The refinement step of the tracker (frame to frame) and of the stereo
-    matches (left to right): from a good flow prediction one coarser level
-    and a 0.01 px stopping step suffice. Returns the positions (N, 2)
-    float64, whether LK found each point, and LK's residual per point.
+    matches (left to right): from a good flow prediction few coarser levels
+    (`pyramid_levels`) and a 0.01 px stopping step suffice. Returns the
+    positions (N, 2) float64, whether LK found each point, and LK's residual
+    per point.
     """
     tracked, status, residuals = cv2.calcOpticalFlowPyrLK(
         previous,
@@ -240,7 +244,7 @@ def lucas_kanade(
         start.astype(np.float32).reshape(-1, 1, 2),
         predicted.astype(np.float32).reshape(-1, 1, 2),
         winSize=(window, window),
-        maxLevel=_REFINE_PYRAMID_LEVEL,
+        maxLevel=pyramid_levels,
         criteria=_REFINE_CRITERIA,
         flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
     )
@@ -249,23 +253,13 @@ def lucas_kanade(
     return tracked, found, residuals.reshape(-1)
 
 
-def sample_bilinear(field: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Bilinearly interpolate an (H, W, C) field at sub-pixel (x, y) points -> (N, C) float64.
-
-    Pixel centres sit at integer coordinates (the OpenCV convention). Written
-    in numpy rather than cv2.remap because remap quantises sub-pixel weights
-    to 1/32 px, which would bias long tracks.
-    """
-    height, width = field.shape[:2]
-    x = points[:, 0]
-    y = points[:, 1]
-    x0 = np.clip(np.floor(x), 0, width - 2).astype(np.intp)
-    y0 = np.clip(np.floor(y), 0, height - 2).astype(np.intp)
-    wx = (x - x0)[:, None]
-    wy = (y - y0)[:, None]
-    top = field[y0, x0].astype(np.float64) * (1.0 - wx) + field[y0, x0 + 1] * wx
-    bottom = field[y0 + 1, x0].astype(np.float64) * (1.0 - wx) + field[y0 + 1, x0 + 1] * wx
-    return top * (1.0 - wy) + bottom * wy
+@functools.lru_cache(maxsize=8)
+def _moment_weights(window: int) -> np.ndarray:
+    """(window^2, 3) float32: 1, x offset, y offset of each window pixel from the centre."""
+    half = window // 2
+    offsets = np.arange(-half, half + 1, dtype=np.float32)
+    ones = np.ones(window * window, np.float32)
+    return np.stack([ones, np.tile(offsets, window), np.repeat(offsets, window)], axis=1)
 
 
 def window_bias(
@@ -289,37 +283,33 @@ def window_bias(
     count = start.shape[0]
     if count == 0:
         return np.empty((0, 2), dtype=np.float64)
-    height, width = previous.shape
     half = window // 2
     centre = np.rint(start).astype(np.intp)
-    span = np.arange(-half - 1, half + 2)
-    rows = np.clip(centre[:, 1, None] + span, 0, height - 1)
-    cols = np.clip(centre[:, 0, None] + span, 0, width - 1)
-    patch = previous[rows[:, :, None], cols[:, None, :]].astype(np.float32)
-    gx = patch[:, 1:-1, 2:] - patch[:, 1:-1, :-2]
-    gy = patch[:, 2:, 1:-1] - patch[:, :-2, 1:-1]
-    products = np.stack([gx * gx, gx * gy, gy * gy], axis=1).reshape(count, 3, -1)
-    offsets = np.arange(-half, half + 1, dtype=np.float32)
-    ones = np.ones(window * window, np.float32)
-    weights = np.stack([ones, np.tile(offsets, window), np.repeat(offsets, window)], axis=1)
-    moments = (products @ weights).astype(np.float64)  # (N, xx/xy/yy, 1/x/y)
+    patch = gather_patches(previous, centre, np.arange(-half - 1, half + 2)).astype(np.float32)
+    gx = (patch[:, 1:-1, 2:] - patch[:, 1:-1, :-2]).reshape(count, -1)
+    gy = (patch[:, 2:, 1:-1] - patch[:, :-2, 1:-1]).reshape(count, -1)
+    products = np.empty((count, 3, window * window), dtype=np.float32)
+    np.multiply(gx, gx, out=products[:, 0])
+    np.multiply(gx, gy, out=products[:, 1])
+    np.multiply(gy, gy, out=products[:, 2])
+    # One (3N, window^2) x (window^2, 3) product: numpy's batched matmul of
+    # N small matrices is several times slower.
+    moments = (products.reshape(count * 3, -1) @ _moment_weights(window)).reshape(count, 3, 3)
+    moments = moments.astype(np.float64)  # (N, xx/xy/yy, 1/x/y)
     plain = moments[:, :, 0]
     # Offsets from the sub-pixel start, not from the integer window centre.
-    along_x = moments[:, :, 1] + (centre[:, 0] - start[:, 0])[:, None] * plain
-    along_y = moments[:, :, 2] + (centre[:, 1] - start[:, 1])[:, None] * plain
-    k = jacobian
-    xx, xy, yy = 0, 1, 2
-    moment_x = (k[:, 0, 0] * along_x[:, xx] + k[:, 0, 1] * along_y[:, xx]
-                + k[:, 1, 0] * along_x[:, xy] + k[:, 1, 1] * along_y[:, xy])
-    moment_y = (k[:, 0, 0] * along_x[:, xy] + k[:, 0, 1] * along_y[:, xy]
-                + k[:, 1, 0] * along_x[:, yy] + k[:, 1, 1] * along_y[:, yy])
-    gxx, gxy, gyy = plain[:, xx], plain[:, xy], plain[:, yy]
+    shift = centre - start
+    along = moments[:, :, 1:] + plain[:, :, None] * shift[:, None, :]  # (N, xx/xy/yy, x/y)
+    # Component m of sum_i (g g^T)_i K r_i is sum_(c, d) K[c, d] * along[c + m, d].
+    shifted = np.stack([along[:, 0:2], along[:, 1:3]], axis=-1)
+    moment = np.einsum("ncd,ncdm->nm", jacobian, shifted)
+    gxx, gxy, gyy = plain[:, 0], plain[:, 1], plain[:, 2]
     determinant = gxx * gyy - gxy * gxy
     safe = determinant > 1e-9 * np.maximum(gxx + gyy, 1.0) ** 2
-    d = np.where(safe, determinant, 1.0)
-    bias = np.stack([(gyy * moment_x - gxy * moment_y) / d, (gxx * moment_y - gxy * moment_x) / d],
-                    axis=1)
-    bias[~safe] = 0.0
+    scale = np.where(safe, 1.0 / np.where(safe, determinant, 1.0), 0.0)
+    bias = np.empty((count, 2))
+    bias[:, 0] = (gyy * moment[:, 0] - gxy * moment[:, 1]) * scale
+    bias[:, 1] = (gxx * moment[:, 1] - gxy * moment[:, 0]) * scale
     return bias
 
 
@@ -336,11 +326,9 @@ def patch_residuals(
     if count == 0:
         return np.empty(0, dtype=np.float64)
     half = window // 2
-    offsets = np.stack(np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1)),
-                       axis=-1).reshape(-1, 2)
-    before = sample_bilinear(previous[..., None], (start[:, None, :] + offsets).reshape(-1, 2))
-    after = sample_bilinear(gray[..., None], (end[:, None, :] + offsets).reshape(-1, 2))
-    return np.abs(before - after).reshape(count, -1).mean(axis=1)
+    before = bilinear_patches(previous, start - half, window)
+    after = bilinear_patches(gray, end - half, window)
+    return np.abs(before - after).reshape(count, -1).mean(axis=1, dtype=np.float64)
 
 
 def flow_jacobian(samples: np.ndarray, step: float) -> np.ndarray:
@@ -615,7 +603,8 @@ class FeatureTracker:
             return refined, residuals
         window = self._config.refine_window
         tracked, found, lk_errors = lucas_kanade(
-            previous, gray, start[candidates], predicted[candidates], window
+            previous, gray, start[candidates], predicted[candidates], window,
+            _REFINE_PYRAMID_LEVELS,
         )
         correction = np.linalg.norm(tracked - predicted[candidates], axis=1)
         accepted = found & (correction <= self._config.refine_max_correction)
