@@ -51,7 +51,9 @@ def test_gather_patches_reads_each_pixel_and_repeats_the_edge_outside() -> None:
 def test_sample_bilinear_matches_the_four_neighbour_formula(channels: int) -> None:
     field = ramp_image(channels)
     rng = np.random.default_rng(1)
-    points = np.column_stack([rng.uniform(0.0, WIDTH - 1.0, 50), rng.uniform(0.0, HEIGHT - 1.0, 50)])
+    points = np.column_stack(
+        [rng.uniform(0.0, WIDTH - 1.0, 50), rng.uniform(0.0, HEIGHT - 1.0, 50)]
+    )
     # Whole pixels, the last row and column, and a point beyond them.
     points = np.vstack([points, [[3.0, 4.0], [WIDTH - 1.0, HEIGHT - 1.0], [WIDTH - 0.5, 2.25]]])
     sampled = sample_bilinear(field, points)

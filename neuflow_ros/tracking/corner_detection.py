@@ -34,6 +34,7 @@ and from every other new corner.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -71,16 +72,17 @@ class CornerDetectorConfig:
     tile_size: int
 
 
-def detection_tiles(shape: tuple[int, int], tile_size: int) -> list[tuple[slice, slice]]:
+@functools.lru_cache(maxsize=16)
+def detection_tiles(shape: tuple[int, int], tile_size: int) -> tuple[tuple[slice, slice], ...]:
     """(rows, cols) slices of a grid of about `tile_size` pixel tiles covering the image."""
     height, width = shape
     row_edges = np.linspace(0, height, max(round(height / tile_size), 1) + 1).astype(int)
     col_edges = np.linspace(0, width, max(round(width / tile_size), 1) + 1).astype(int)
-    return [
+    return tuple(
         (slice(top, bottom), slice(left, right))
         for top, bottom in itertools.pairwise(row_edges.tolist())
         for left, right in itertools.pairwise(col_edges.tolist())
-    ]
+    )
 
 
 def detect_corners(
@@ -126,10 +128,15 @@ def _search(
         if missing <= 0 or free[index] == 0:
             break
         corners = _search_tile(image, mask, tiles[index], missing, config, scale)
-        for x, y in corners.tolist():
-            cv2.circle(mask, (x, y), radius, 0, thickness=-1)
         found.append(corners)
         missing -= corners.shape[0]
+        # Only corners near the tile's edge can crowd a later tile's corners.
+        rows, cols = tiles[index]
+        x, y = corners[:, 0], corners[:, 1]
+        near_edge = ((x < cols.start + radius) | (x >= cols.stop - radius)
+                     | (y < rows.start + radius) | (y >= rows.stop - radius))
+        for x, y in corners[near_edge].tolist():
+            cv2.circle(mask, (x, y), radius, 0, thickness=-1)
     return np.concatenate(found)
 
 

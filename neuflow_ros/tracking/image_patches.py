@@ -18,8 +18,8 @@ def gather_patches(image: np.ndarray, origins: np.ndarray, span: np.ndarray) -> 
     Rows and columns beyond the image repeat its edge.
     """
     height, width = image.shape[:2]
-    rows = np.clip(origins[:, 1, None] + span, 0, height - 1)
-    cols = np.clip(origins[:, 0, None] + span, 0, width - 1)
+    rows = (origins[:, 1, None] + span).clip(0, height - 1)
+    cols = (origins[:, 0, None] + span).clip(0, width - 1)
     flat = image.reshape(height * width)
     return flat.take(rows[:, :, None] * width + cols[:, None, :])
 
