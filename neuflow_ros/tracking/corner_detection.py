@@ -167,23 +167,24 @@ def _search_tile(
     image: np.ndarray, mask: np.ndarray, tile: tuple[slice, slice], max_corners: int,
     config: CornerDetectorConfig, scale: int,
 ) -> np.ndarray:
-    """goodFeaturesToTrack on one tile, computed on the tile plus the response's support."""
+    """goodFeaturesToTrack on one tile, computed on the tile plus the response's support.
+
+    The support band takes the search mask as it is: a corner found there
+    belongs to the neighbouring tile, and the exact distance check keeps
+    only one of the two if that tile finds it too.
+    """
     rows, cols = tile
     height, width = image.shape
     # Sobel aperture 3 plus the block: beyond this the response ignores the pixels.
     support = config.block_size // 2 + 2
     top, left = max(rows.start - support, 0), max(cols.start - support, 0)
     bottom, right = min(rows.stop + support, height), min(cols.stop + support, width)
-    tile_mask = np.zeros((bottom - top, right - left), dtype=np.uint8)
-    tile_mask[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = mask[
-        rows, cols
-    ]
     corners = cv2.goodFeaturesToTrack(
         image[top:bottom, left:right],
         maxCorners=max_corners,
         qualityLevel=config.quality_level,
         minDistance=config.min_distance / scale,
-        mask=tile_mask,
+        mask=mask[top:bottom, left:right],
         blockSize=config.block_size,
     )
     if corners is None:

@@ -38,6 +38,10 @@ _REFINE_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
 # every track that is not pixel-perfect; uint8 rounding alone gives ~0.3.
 _MIN_RESIDUAL = 1.0
 
+# Where the flow is looked up around each track, in steps: the track itself,
+# then +x, -x, +y, -y for the central differences of flow_jacobian().
+_PROBE_OFFSETS = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+
 # Fewer correspondences leave the 8-point fundamental matrix undetermined.
 _MIN_RANSAC_TRACKS = 8
 
@@ -545,12 +549,10 @@ class FeatureTracker:
         refining = self._previous_gray is not None and self._can_refine(gray)
         # One flow lookup for every point the update needs: the tracks and,
         # when refining, the four probes of the flow's Jacobian around each.
-        probes = [start]
         step = float(max(self._config.refine_window // 2, 1))
-        if refining:
-            probes += [start + offset for offset in ((step, 0.0), (-step, 0.0), (0.0, step),
-                                                     (0.0, -step))]
-        sampled = sample_bilinear(forward_flow, np.concatenate(probes)).reshape(-1, count, 2)
+        offsets = _PROBE_OFFSETS * step if refining else _PROBE_OFFSETS[:1]
+        probes = (start[None, :, :] + offsets[:, None, :]).reshape(-1, 2)
+        sampled = sample_bilinear(forward_flow, probes).reshape(-1, count, 2)
         predicted = start + sampled[0]
         moved = predicted
         residuals = np.full(count, np.nan)
@@ -627,8 +629,9 @@ class FeatureTracker:
             previous, gray, start[candidates], predicted[candidates], window,
             _REFINE_PYRAMID_LEVELS,
         )
-        correction = np.linalg.norm(tracked - predicted[candidates], axis=1)
-        accepted = found & (correction <= self._config.refine_max_correction)
+        correction = tracked - predicted[candidates]
+        limit = self._config.refine_max_correction
+        accepted = found & (np.einsum("ij,ij->i", correction, correction) <= limit * limit)
         self._refinement_fallbacks["lk_failed"] += int(np.count_nonzero(~found))
         self._refinement_fallbacks["correction_limit"] += int(np.count_nonzero(found & ~accepted))
         chosen = candidates[accepted]
