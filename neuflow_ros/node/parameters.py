@@ -167,7 +167,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "tracking.quality_level", 0.01,
-        "Shi-Tomasi quality relative to the best corner of the searched tile.",
+        "Shi-Tomasi quality relative to the best corner of the searched tile (a third of it "
+        "at half resolution, where images of 320 px and more on each side are searched).",
         float_range=(0.0001, 1.0),
     ),
     ParameterSpec(
@@ -178,8 +179,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "tracking.detection_tile", 192,
-        "New corners are searched tile by tile (tiles of about this many pixels), skipping "
-        "tiles full of tracks; small tiles keep the detector's buffers in cache.",
+        "New corners are searched tile by tile (tiles of about this many pixels), the tiles "
+        "with the most room first, until enough are found; small tiles keep the detector's "
+        "buffers in cache.",
         integer_range=(16, 8192),
     ),
     ParameterSpec(

@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--block-size", type=int, default=detector.block_size,
                         help="Shi-Tomasi covariation window in pixels (default: %(default)s)")
     output.add_argument("--detection-tile", type=int, default=detector.detection_tile,
-                        help="search new corners per tile of about this many pixels "
-                        "(default: %(default)s)")
+                        help="search new corners per tile of about this many pixels, the "
+                        "tiles with the most room first (default: %(default)s)")
     output.add_argument("--detection-interval", type=int, default=detector.detection_interval,
                         help="search new corners every n-th frame (default: %(default)s)")
     output.add_argument("--max-frame-gap", type=float, default=1.0,

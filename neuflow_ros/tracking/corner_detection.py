@@ -57,6 +57,13 @@ _MIN_SEARCH_SIDE = 160
 # twice its coordinates.
 _PLACEMENT_REACH = 1
 
+# Fine texture responds more weakly at half resolution, relative to the
+# strongest corner of its tile, than at full resolution; with the quality
+# level scaled by this the half-resolution search finds about as many
+# corners as the full-resolution one on the Middlebury frames (total 1673
+# tracks scored against 1709; 1455 unscaled) at equal accuracy.
+_HALF_RESOLUTION_QUALITY = 1.0 / 3.0
+
 # Extra candidates over the corners still missing: placement and the exact
 # distance checks drop a few.
 _CANDIDATE_SURPLUS = 1.2
@@ -182,7 +189,7 @@ def _search_tile(
     corners = cv2.goodFeaturesToTrack(
         image[top:bottom, left:right],
         maxCorners=max_corners,
-        qualityLevel=config.quality_level,
+        qualityLevel=config.quality_level * (_HALF_RESOLUTION_QUALITY if scale > 1 else 1.0),
         minDistance=config.min_distance / scale,
         mask=mask[top:bottom, left:right],
         blockSize=config.block_size,

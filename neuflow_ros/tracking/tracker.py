@@ -26,7 +26,7 @@ REJECTION_REASONS = ("non_finite", "border", "forward_backward", "photometric", 
 REFINEMENT_FALLBACKS = ("lk_failed", "correction_limit")
 
 # Lucas-Kanade on the full-resolution image only: the flow prediction is
-# within LK's reach, and a coarser level cost the tracker 15 % of its time
+# within LK's reach, and a coarser level cost the tracker 12 % of its time
 # at equal Middlebury accuracy (benchmarks/compare_klt.py).
 _REFINE_PYRAMID_LEVELS = 0
 # Stop once an LK step is below 0.01 px: far below the accuracy a track needs,
