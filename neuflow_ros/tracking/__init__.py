@@ -1,8 +1,9 @@
 """Sparse feature tracks with persistent IDs, built on dense flow.
 
 Lives here: the tracker (flow-advanced tracks, forward-backward and epipolar
-checks, Lucas-Kanade refinement), corner detection, the pinhole/fisheye
-camera model, the VINS-Fusion feature layout and the track drawing.
+checks, Lucas-Kanade refinement), corner detection, patch gathering and
+bilinear sampling, the pinhole/fisheye camera model, the VINS-Fusion feature
+layout, stereo matching and the track drawing.
 
 May import: `neuflow_ros.imaging`, numpy and OpenCV. Never rclpy or the
 generated messages, and not the flow engine: the tracker takes flow as an
