@@ -12,11 +12,11 @@ response. So the response is computed on the half-resolution image
 each candidate is then placed on the full-resolution pixel with the
 strongest Shi-Tomasi response among the 3x3 pixels it stands for, scored
 there, and chosen strongest-first. On the robot frames at 752x480, with the
-tracker's live tracks masked, this takes 0.47x the time of the
-full-resolution search (1.35 against 2.92 ms per frame) and finds as many
-corners (92.2 against 92.0 of 92.2 wanted); the tracks are as accurate
-(benchmarks/compare_klt.py). Images with a side under 2 * `_MIN_SEARCH_SIDE`
-pixels are searched at full resolution.
+tracker's live tracks masked, this takes 0.41x the time of the
+full-resolution search (1.17 against 2.79 ms per frame) and finds as many
+corners (94.5 of 94.5 wanted, as the full-resolution search); the tracks
+are as accurate (benchmarks/compare_klt.py). Images with a side under
+2 * `_MIN_SEARCH_SIDE` pixels are searched at full resolution.
 
 The search runs tile by tile (`tile_size`, in full-resolution pixels), the
 tiles with the most free pixels first, each for all the corners still
@@ -26,10 +26,10 @@ corner search works on float buffers that glibc may hand back to the OS
 after each call, so every whole-image call page-faults them afresh; on small
 tiles they stay in the cache. Tiles overlap by the response's support, so
 every pixel's response is the one the whole image would give; corners found
-in one tile mask their disc before the next tile is searched. Placement can
-move a corner by a pixel, so the final choice measures every distance
-exactly: each new corner is at least `min_distance` from every live track
-and from every other new corner.
+near a tile's edge mask their disc before the next tile is searched.
+Placement can move a corner by a pixel, so the final choice measures every
+distance exactly: each new corner is at least `min_distance` from every
+live track and from every other new corner.
 """
 
 from __future__ import annotations
@@ -142,8 +142,8 @@ def _search(
         x, y = corners[:, 0], corners[:, 1]
         near_edge = ((x < cols.start + radius) | (x >= cols.stop - radius)
                      | (y < rows.start + radius) | (y >= rows.stop - radius))
-        for x, y in corners[near_edge].tolist():
-            cv2.circle(mask, (x, y), radius, 0, thickness=-1)
+        for column, row in corners[near_edge].tolist():
+            cv2.circle(mask, (column, row), radius, 0, thickness=-1)
     return np.concatenate(found)
 
 
