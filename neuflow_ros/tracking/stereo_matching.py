@@ -24,7 +24,8 @@ from neuflow_ros.tracking.tracker import TrackSet, lucas_kanade
 STEREO_REJECTION_REASONS = ("non_finite", "outside", "consistency", "epipolar", "disparity")
 
 # One coarser level lets LK recover from a left-right prediction a few pixels
-# off (the value measured with benchmarks/bench_stereo.py).
+# off. The stereo numbers in the README were measured with it; the tracker
+# dropped its coarser level for speed, the stereo matching was not re-measured.
 _MATCH_PYRAMID_LEVELS = 1
 
 
