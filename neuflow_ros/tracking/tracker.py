@@ -629,9 +629,8 @@ class FeatureTracker:
             previous, gray, start[candidates], predicted[candidates], window,
             _REFINE_PYRAMID_LEVELS,
         )
-        correction = tracked - predicted[candidates]
-        limit = self._config.refine_max_correction
-        accepted = found & (np.einsum("ij,ij->i", correction, correction) <= limit * limit)
+        correction = np.linalg.norm(tracked - predicted[candidates], axis=1)
+        accepted = found & (correction <= self._config.refine_max_correction)
         self._refinement_fallbacks["lk_failed"] += int(np.count_nonzero(~found))
         self._refinement_fallbacks["correction_limit"] += int(np.count_nonzero(found & ~accepted))
         chosen = candidates[accepted]
