@@ -72,7 +72,7 @@ class NeuFlowBackend:
         self._streams = StreamEncodings() if streaming else None
         # Not a bound method: the backend must not be part of a reference cycle,
         # or a dropped engine keeps its GPU memory until the cyclic GC runs.
-        decode = functools.partial(_decode_pairs, model, self._forward_options)
+        decode = functools.partial(decode_pairs, model, self._forward_options)
         self._encode: Callable[[torch.Tensor], EncodedImages] = model.encode
         self._decode_selected: Callable[..., torch.Tensor] = decode
         self._compute_stream: torch.cuda.Stream | None = None
@@ -250,7 +250,7 @@ class NeuFlowBackend:
         return self._indices.get_or_create((tuple(first), tuple(second)), build)
 
 
-def _decode_pairs(
+def decode_pairs(
     model: FlowNetwork,
     forward_options: dict[str, int],
     features_s16: torch.Tensor,
