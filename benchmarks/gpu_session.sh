@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, on a machine with CUDA and PyTorch but no ROS (the
 # engine is ROS-free): the review's five checks (gpu_checks.py), the CUDA tests,
-# then every mode of bench_modes.py. Logs, JSON and plot go to OUT_DIR.
+# then the memory of a pass (counted and measured) and every mode of
+# bench_modes.py. Logs, JSON and plot go to OUT_DIR.
 #
 #   benchmarks/gpu_session.sh OUT_DIR [FRAMES_DIR]
 #
@@ -62,6 +63,9 @@ if wants tests; then
 fi
 
 if wants bench; then
+    # Seconds: the counted working memory of a pass next to PyTorch's measured peak.
+    timeout 300 python3 benchmarks/pass_memory.py --device cuda --precisions fp16 --out "$out" \
+        2>&1 | tee "$out/pass_memory.log" || status=1
     # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
     timeout 900 python3 benchmarks/bench_modes.py --device cuda --frames "$frames" --out "$out" \
         ${BENCH_ARGS:-} 2>&1 | tee "$out/bench_modes.log" || status=1
