@@ -480,6 +480,23 @@ def test_neuflow_backward_in_same_pass_equals_swapped_call(version, engines):
     assert np.abs(both.backward - both.forward).max() > 1e-3
 
 
+@pytest.mark.parametrize("version", NETWORKS)
+@pytest.mark.parametrize("size", [(128, 96), (130, 97)])
+def test_neuflow_flow_arrays_are_contiguous_and_the_callers_own(version, engines, size):
+    """Consumers (OpenCV, message builders) want C-contiguous float32 (h, w, 2); and
+    an array must not be a view of network output, which CUDA graphs overwrite."""
+    width, height = size
+    pairs = [FramePair(*color_pair(seed, width, height), "rgb") for seed in (17, 18)]
+    results = engines[version].compute(pairs, backward=True)
+    arrays = [array for result in results for array in (result.forward, result.backward)]
+    for array in arrays:
+        assert array.dtype == np.float32
+        assert array.shape == (height, width, 2)
+        assert array.flags.c_contiguous
+    for first, second in itertools.combinations(arrays, 2):
+        assert not np.shares_memory(first, second)
+
+
 def test_neuflow_mixed_sizes_and_colour_orders_in_one_call(engines):
     engine = engines["neuflow_v1"]
     big = color_pair(seed=14)

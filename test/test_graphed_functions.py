@@ -13,8 +13,6 @@ a tensor left on the CPU is a device-mismatch error at the first frame.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -105,39 +103,67 @@ def test_the_check_sees_tensors_built_from_python_data():
     assert recorder.found == ["aten.lift_fresh.default", "aten._local_scalar_dense.default"]
 
 
-def test_encode_outputs_are_read_before_the_decode_runs(checkpoint_paths):
-    """An engine's graphs share one memory pool, so a decode replay may overwrite what the
-    encode replay returned. Simulated here: the decode copies its inputs (as a graph's
-    static inputs do), then wipes the encode's outputs. Streaming keeps encodings across
-    calls; its flow must still equal flow computed without keeping anything."""
-    path = checkpoint_paths["neuflow_v2"]
-    engine = FlowEngine(EngineConfig(backend="neuflow_v2", checkpoint=path, device="cpu"))
+class SharedPoolReplays:
+    """What replaying CUDA graphs that share one memory pool does, simulated on the CPU.
+
+    A wrapped function reads copies of its inputs (a graph's static inputs); then
+    whatever the previous call of any wrapped function returned is overwritten (a
+    replay may reuse any memory of the pool, and returns its outputs in the same
+    tensors each time). Anything the backend still reads from an earlier call's
+    outputs then reads NaN.
+    """
+
+    def __init__(self) -> None:
+        self._previous_outputs: list[torch.Tensor] = []
+
+    def wrap(self, function):
+        def replay(*inputs):
+            static_inputs = [tensor.clone() for tensor in inputs]
+            for output in self._previous_outputs:
+                output.fill_(float("nan"))
+            result = function(*static_inputs)
+            self._previous_outputs = (
+                [result]
+                if isinstance(result, torch.Tensor)
+                else [result.features_s16, result.features_s8, result.upsample_context]
+            )
+            return result
+
+        return replay
+
+
+@pytest.mark.parametrize("version", ["neuflow_v2", "neuflow_v1"])
+def test_graph_outputs_are_consumed_before_the_next_replay(checkpoint_paths, version):
+    """Why one pool per engine is safe: the backend copies, keeps (streaming) or
+    downloads every output before its next graph call, even with every batch
+    submitted before the first result is taken, two cameras, backward flow and a
+    stream restarting."""
+    path = checkpoint_paths[version]
+    engine = FlowEngine(EngineConfig(backend=version, checkpoint=path, device="cpu"))
     reference = FlowEngine(
-        EngineConfig(backend="neuflow_v2", checkpoint=path, device="cpu", streaming=False)
+        EngineConfig(backend=version, checkpoint=path, device="cpu", streaming=False)
     )
     backend = engine._backend  # white-box: the two functions CUDA would capture
-    encode, decode = backend._encode, backend._decode_selected
-    latest: list = []
-
-    def encode_into_shared_memory(images):
-        latest[:] = [encode(images)]
-        return latest[0]
-
-    def decode_over_shared_memory(*tensors):
-        static_inputs = [tensor.clone() for tensor in tensors]
-        for output in (latest[0].features_s16, latest[0].features_s8, latest[0].upsample_context):
-            output.fill_(float("nan"))
-        return decode(*static_inputs)
-
-    backend._encode = encode_into_shared_memory
-    backend._decode_selected = decode_over_shared_memory
+    pool = SharedPoolReplays()
+    backend._encode = pool.wrap(backend._encode)
+    backend._decode_selected = pool.wrap(backend._decode_selected)
     generator = np.random.default_rng(1)
-    frames = [generator.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
-    for previous, current in itertools.pairwise(frames):
-        (got,) = engine.compute([FramePair(previous, current, "rgb", stream="cam")])
-        (expected,) = reference.compute([FramePair(previous, current, "rgb")])
-        np.testing.assert_allclose(got.forward, expected.forward, atol=1e-4)
-    assert engine.encoded_frames == len(frames)
+    f = [generator.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]
+    batches = [
+        ([FramePair(f[0], f[1], "rgb", stream="a")], False),
+        ([FramePair(f[1], f[2], "rgb", stream="a"), FramePair(f[0], f[2], "rgb", "b")], False),
+        ([FramePair(f[2], f[3], "rgb", stream="a"), FramePair(f[2], f[3], "rgb", "b")], True),
+        ([FramePair(f[3], f[4], "rgb", stream="b")], True),
+        ([FramePair(f[0], f[4], "rgb", stream="a")], False),
+    ]
+    pending = [engine.submit(pairs, backward=backward) for pairs, backward in batches]
+    for (pairs, backward), submitted in zip(batches, pending, strict=True):
+        expected = reference.compute(pairs, backward=backward)
+        for got, want in zip(submitted.result(), expected, strict=True):
+            np.testing.assert_allclose(got.forward, want.forward, atol=1e-4)
+            if backward:
+                np.testing.assert_allclose(got.backward, want.backward, atol=1e-4)
+    assert engine.encoded_frames == 2 + 3 + 2 + 1 + 2  # streams were kept, and restarted
 
 
 class DeviceMixing(TorchDispatchMode):

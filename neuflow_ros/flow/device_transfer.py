@@ -135,8 +135,13 @@ class FlowDownloader:
                 align_corners=False,
             )
         # One copy turns the network's NCHW (fp16 or fp32) into the float32 NHWC the
-        # caller gets; a conversion and then a separate layout copy would be two.
-        nhwc = flow.permute(0, 2, 3, 1).to(torch.float32, memory_format=torch.contiguous_format)
+        # caller gets; a conversion and then a separate layout copy would be two. Into
+        # a tensor of its own: ``.to(float32, memory_format=contiguous_format)`` hands
+        # fp32 flow back as the permuted view itself, an array aliasing network output
+        # that the next graph replay overwrites.
+        count, _, height, width = flow.shape
+        nhwc = torch.empty((count, height, width, 2), dtype=torch.float32, device=flow.device)
+        nhwc.copy_(flow.permute(0, 2, 3, 1))
         if geometry.resized:
             scale_x, scale_y = geometry.vector_scale
             nhwc[..., 0].mul_(scale_x)
