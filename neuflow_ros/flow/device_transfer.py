@@ -136,9 +136,10 @@ class FlowDownloader:
             )
         # One copy turns the network's NCHW (fp16 or fp32) into the float32 NHWC the
         # caller gets; a conversion and then a separate layout copy would be two. Into
-        # a tensor of its own: ``.to(float32, memory_format=contiguous_format)`` hands
-        # fp32 flow back as the permuted view itself, an array aliasing network output
-        # that the next graph replay overwrites.
+        # a tensor of its own: ``.to(float32, memory_format=contiguous_format)`` returns
+        # fp32 flow as the permuted view itself (PyTorch judges the layout by its
+        # suggested memory format), which gave CPU callers non-contiguous views of the
+        # network's output, and graph replays reuse that memory.
         count, _, height, width = flow.shape
         nhwc = torch.empty((count, height, width, 2), dtype=torch.float32, device=flow.device)
         nhwc.copy_(flow.permute(0, 2, 3, 1))
