@@ -9,7 +9,7 @@ pass barely has.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 
 import pytest
 import torch
@@ -80,13 +80,22 @@ class MallocInfo(ctypes.Structure):
     ]
 
 
+@functools.cache
+def _mallinfo2():
+    """glibc's mallinfo2, looked up once: it is read after every operation of a pass."""
+    library = ctypes.CDLL(None)  # the process's own symbols, libc's among them
+    function = getattr(library, "mallinfo2", None)
+    if function is not None:
+        function.restype = MallocInfo
+    return function
+
+
 def heap_in_use() -> int:
-    """Bytes malloc has handed out and not got back (glibc's mallinfo2)."""
-    library = ctypes.CDLL(ctypes.util.find_library("c"))
-    if not hasattr(library, "mallinfo2"):
+    """Bytes malloc has handed out and not got back."""
+    mallinfo2 = _mallinfo2()
+    if mallinfo2 is None:
         pytest.skip("needs glibc 2.33 or newer (mallinfo2)")
-    library.mallinfo2.restype = MallocInfo
-    info = library.mallinfo2()
+    info = mallinfo2()
     return info.uordblks + info.hblkhd
 
 
