@@ -239,15 +239,28 @@ class NeuFlowBackend:
         first: list[int] = []
         second: list[int] = []
         for previous_slots, current_slots in slots:
-            previous = [position(slot) for slot in previous_slots]
-            current = [position(slot) for slot in current_slots]
-            first += previous + (current if backward else [])
-            second += current + (previous if backward else [])
+            group_first, group_second = pair_order(
+                [position(slot) for slot in previous_slots],
+                [position(slot) for slot in current_slots],
+                backward,
+            )
+            first += group_first
+            second += group_second
 
         def build() -> tuple[torch.Tensor, torch.Tensor]:
             return _to_device(first, self._device), _to_device(second, self._device)
 
         return self._indices.get_or_create((tuple(first), tuple(second)), build)
+
+
+def pair_order(
+    previous: list[int], current: list[int], backward: bool
+) -> tuple[list[int], list[int]]:
+    """(frame 0s, frame 1s) of a group's pairs: forward pairs, then (backward) the same
+    pairs swapped, so the group's forward and backward flows are one slice each."""
+    if not backward:
+        return previous, current
+    return previous + current, current + previous
 
 
 def decode_pairs(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from neuflow_ros.flow.frame_geometry import plan_geometry
-from neuflow_ros.flow.neuflow_backend import decode_pairs
+from neuflow_ros.flow.neuflow_backend import decode_pairs, pair_order
 from neuflow_ros.models import FlowNetwork
 
 
@@ -38,10 +38,9 @@ def run_network_pass(
             dtype=reference.dtype,
         )
         encoded = model.encode(images)
-        previous = list(range(cameras))
-        current = list(range(cameras, 2 * cameras))
-        first = previous + (current if backward else [])
-        second = current + (previous if backward else [])
+        first, second = pair_order(
+            list(range(cameras)), list(range(cameras, 2 * cameras)), backward
+        )
         index = {"device": reference.device, "dtype": torch.long}
         return decode_pairs(
             model,
