@@ -28,6 +28,7 @@ import pathlib
 import torch
 
 from neuflow_ros.flow.engine import EngineConfig
+from neuflow_ros.flow.neuflow_backend import forward_options
 from neuflow_ros.models import FlowNetwork, NeuFlowV1, NeuFlowV2, fold_batchnorm
 from neuflow_ros.tools.bench_report import machine_info
 from neuflow_ros.tools.network_pass import run_network_pass
@@ -50,11 +51,7 @@ def main() -> None:
             dtype = PRECISIONS[precision]
             model = fold_batchnorm(NETWORKS[network]().eval()).to(device=device, dtype=dtype)
             weights = sum(t.nbytes for t in (*model.parameters(), *model.buffers()))
-            options = (
-                {"iters_s16": EngineConfig.iters_s16, "iters_s8": EngineConfig.iters_s8}
-                if network == "neuflow_v2"
-                else {}
-            )
+            options = forward_options(network, EngineConfig.iters_s16, EngineConfig.iters_s8)
             for width, height in args.sizes:
                 for cameras, backward in LOADS:
                     counted, allocated = _measure(model, options, width, height, cameras, backward)

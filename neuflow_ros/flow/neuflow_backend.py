@@ -65,10 +65,7 @@ class NeuFlowBackend:
         self._device = device
         self._dtype = dtype
         self._inference_size = inference_size
-        # Only v2 has configurable refinement iterations.
-        self._forward_options = (
-            {"iters_s16": iters_s16, "iters_s8": iters_s8} if version == "neuflow_v2" else {}
-        )
+        self._forward_options = forward_options(version, iters_s16, iters_s8)
         self._streams = StreamEncodings() if streaming else None
         # Not a bound method: the backend must not be part of a reference cycle,
         # or a dropped engine keeps its GPU memory until the cyclic GC runs.
@@ -251,6 +248,11 @@ class NeuFlowBackend:
             return _to_device(first, self._device), _to_device(second, self._device)
 
         return self._indices.get_or_create((tuple(first), tuple(second)), build)
+
+
+def forward_options(version: str, iters_s16: int, iters_s8: int) -> dict[str, int]:
+    """The decode's keyword options: only v2 has configurable refinement iterations."""
+    return {"iters_s16": iters_s16, "iters_s8": iters_s8} if version == "neuflow_v2" else {}
 
 
 def pair_order(
