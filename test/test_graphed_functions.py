@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.utils._pytree as pytree
 from neuflow_weights import write_official_checkpoint
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -24,6 +23,7 @@ from neuflow_ros.flow.engine import EngineConfig, FlowEngine, FramePair
 from neuflow_ros.flow.frame_geometry import plan_geometry
 from neuflow_ros.flow.neuflow_backend import NeuFlowBackend, _PairGroup
 from neuflow_ros.models import NeuFlowV1, NeuFlowV2, fold_batchnorm
+from neuflow_ros.tools.tensor_memory import tensors_in
 
 HOST_BOUND_OPS = {
     "lift_fresh",
@@ -176,15 +176,10 @@ class DeviceMixing(TorchDispatchMode):
         self.found: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        tensors = [
-            value
-            for value in pytree.tree_leaves((args, kwargs or {}))
-            if isinstance(value, torch.Tensor)
-        ]
-        devices = {t.device for t in tensors if not (t.device.type == "cpu" and t.dim() == 0)}
+        inputs = tensors_in((args, kwargs or {}))
+        devices = {t.device for t in inputs if not (t.device.type == "cpu" and t.dim() == 0)}
         result = func(*args, **(kwargs or {}))
-        outputs = [value for value in pytree.tree_leaves(result) if isinstance(value, torch.Tensor)]
-        if len(devices | {t.device for t in outputs}) > 1:
+        if len(devices | {t.device for t in tensors_in(result)}) > 1:
             self.found.append(str(func))
         return result
 

@@ -36,9 +36,9 @@ class LiveTensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None) -> Any:
         kwargs = kwargs or {}
-        existing = {_storage_id(value) for value in _tensors((args, kwargs))}
+        existing = {_storage_id(value) for value in tensors_in((args, kwargs))}
         result = func(*args, **kwargs)
-        for tensor in _tensors(result):
+        for tensor in tensors_in(result):
             key = _storage_id(tensor)
             entry = self._storages.get(key)
             if entry is None:
@@ -59,7 +59,8 @@ class LiveTensorBytes(TorchDispatchMode):
             self.live_bytes -= entry[0]
 
 
-def _tensors(tree: Any) -> list[torch.Tensor]:
+def tensors_in(tree: Any) -> list[torch.Tensor]:
+    """The tensors among an operation's arguments or results, however nested."""
     return [value for value in pytree.tree_leaves(tree) if isinstance(value, torch.Tensor)]
 
 
