@@ -13,6 +13,8 @@ a tensor left on the CPU is a device-mismatch error at the first frame.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
@@ -125,7 +127,7 @@ class SharedPoolReplays:
             self._previous_outputs = (
                 [result]
                 if isinstance(result, torch.Tensor)
-                else [result.features_s16, result.features_s8, result.upsample_context]
+                else [getattr(result, field.name) for field in fields(result)]
             )
             return result
 
